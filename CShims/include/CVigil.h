@@ -1,0 +1,52 @@
+// CVigil: the thin C layer under Vigil. It exposes the kernel and library
+// headers Swift imports directly (epoll, signalfd, timerfd, eventfd, liburing,
+// sd-daemon) and wraps only what Swift cannot call cleanly: syscalls glibc
+// does not wrap, accept4 (needs _GNU_SOURCE, which must stay out of this
+// header: it breaks the Glibc module's fd_set), and siginfo_t's union fields.
+#ifndef CVIGIL_H
+#define CVIGIL_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <systemd/sd-daemon.h>
+
+// pidfd (Linux 5.3+): glibc 2.36 has wrappers, older ones do not; go direct.
+int cvigil_pidfd_open(pid_t pid, unsigned int flags);
+int cvigil_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
+// waitid(P_PIDFD, pidfd, ...): reaps the child; fills pid/status/code.
+int cvigil_waitid_pidfd(int pidfd, int options, pid_t *pid, int *code, int *status);
+
+int cvigil_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+pid_t cvigil_gettid(void);
+int cvigil_tgkill(pid_t tgid, pid_t tid, int sig);
+// sigqueue with a 64-bit payload: benchmarks stamp the send time into it.
+int cvigil_sigqueue_u64(pid_t pid, int sig, uint64_t value);
+
+// io_uring through liburing, behind an opaque handle. Functions returning
+// int follow liburing: >= 0 success, -errno failure.
+typedef struct cvigil_ring cvigil_ring;
+// Sets up a ring of `entries` and registers `eventfd` for its completions.
+int cvigil_ring_create(unsigned entries, int eventfd, cvigil_ring **out);
+void cvigil_ring_destroy(cvigil_ring *ring);
+unsigned cvigil_ring_sq_space_left(cvigil_ring *ring);
+// Queue one SQE; 0 on success, -EBUSY when the SQ is full. `link` chains it
+// to the next SQE (IOSQE_IO_LINK).
+int cvigil_ring_prep_write(cvigil_ring *ring, int fd, const void *buf, unsigned len, uint64_t offset, uint64_t user_data, int link);
+int cvigil_ring_prep_read(cvigil_ring *ring, int fd, void *buf, unsigned len, uint64_t offset, uint64_t user_data, int link);
+int cvigil_ring_prep_fsync(cvigil_ring *ring, int fd, int datasync, uint64_t user_data, int link);
+int cvigil_ring_submit(cvigil_ring *ring);
+// Takes one completion if any is waiting: 1 and fills the outputs, 0 if none.
+int cvigil_ring_peek(cvigil_ring *ring, uint64_t *user_data, int32_t *res);
+// Blocks until a completion is waiting (used only when closing the ring).
+int cvigil_ring_wait(cvigil_ring *ring);
+
+#endif

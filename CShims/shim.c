@@ -1,0 +1,115 @@
+#define _GNU_SOURCE
+#include "CVigil.h"
+#include <sys/syscall.h>
+#include <errno.h>
+#include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+int cvigil_pidfd_open(pid_t pid, unsigned int flags) {
+    return (int)syscall(SYS_pidfd_open, pid, flags);
+}
+
+int cvigil_pidfd_send_signal(int pidfd, int sig, unsigned int flags) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, flags);
+}
+
+int cvigil_waitid_pidfd(int pidfd, int options, pid_t *pid, int *code, int *status) {
+    siginfo_t info = {0};
+    int r = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, options);
+    if (r == 0) {
+        *pid = info.si_pid;
+        *code = info.si_code;
+        *status = info.si_status;
+    }
+    return r;
+}
+
+int cvigil_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+pid_t cvigil_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+int cvigil_tgkill(pid_t tgid, pid_t tid, int sig) {
+    return (int)syscall(SYS_tgkill, tgid, tid, sig);
+}
+
+int cvigil_sigqueue_u64(pid_t pid, int sig, uint64_t value) {
+    union sigval v;
+    v.sival_ptr = (void *)(uintptr_t)value;
+    return sigqueue(pid, sig, v);
+}
+
+/* ---- io_uring ---- */
+#include <liburing.h>
+#include <stdlib.h>
+
+struct cvigil_ring { struct io_uring ring; };
+
+int cvigil_ring_create(unsigned entries, int eventfd, cvigil_ring **out) {
+    cvigil_ring *r = calloc(1, sizeof *r);
+    if (!r) return -ENOMEM;
+    int e = io_uring_queue_init(entries, &r->ring, 0);
+    if (e < 0) { free(r); return e; }
+    e = io_uring_register_eventfd(&r->ring, eventfd);
+    if (e < 0) { io_uring_queue_exit(&r->ring); free(r); return e; }
+    *out = r;
+    return 0;
+}
+
+void cvigil_ring_destroy(cvigil_ring *r) {
+    io_uring_queue_exit(&r->ring);
+    free(r);
+}
+
+unsigned cvigil_ring_sq_space_left(cvigil_ring *r) { return io_uring_sq_space_left(&r->ring); }
+
+static struct io_uring_sqe *sqe_for(cvigil_ring *r) { return io_uring_get_sqe(&r->ring); }
+
+static void finish(struct io_uring_sqe *sqe, uint64_t user_data, int link) {
+    io_uring_sqe_set_data64(sqe, user_data);
+    if (link) sqe->flags |= IOSQE_IO_LINK;
+}
+
+int cvigil_ring_prep_write(cvigil_ring *r, int fd, const void *buf, unsigned len, uint64_t off, uint64_t ud, int link) {
+    struct io_uring_sqe *sqe = sqe_for(r);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_write(sqe, fd, buf, len, off);
+    finish(sqe, ud, link);
+    return 0;
+}
+
+int cvigil_ring_prep_read(cvigil_ring *r, int fd, void *buf, unsigned len, uint64_t off, uint64_t ud, int link) {
+    struct io_uring_sqe *sqe = sqe_for(r);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_read(sqe, fd, buf, len, off);
+    finish(sqe, ud, link);
+    return 0;
+}
+
+int cvigil_ring_prep_fsync(cvigil_ring *r, int fd, int datasync, uint64_t ud, int link) {
+    struct io_uring_sqe *sqe = sqe_for(r);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+    finish(sqe, ud, link);
+    return 0;
+}
+
+int cvigil_ring_submit(cvigil_ring *r) { return io_uring_submit(&r->ring); }
+
+int cvigil_ring_peek(cvigil_ring *r, uint64_t *user_data, int32_t *res) {
+    struct io_uring_cqe *cqe = NULL;
+    if (io_uring_peek_cqe(&r->ring, &cqe) != 0 || !cqe) return 0;
+    *user_data = cqe->user_data;
+    *res = cqe->res;
+    io_uring_cqe_seen(&r->ring, cqe);
+    return 1;
+}
+
+int cvigil_ring_wait(cvigil_ring *r) {
+    struct io_uring_cqe *cqe = NULL;
+    return io_uring_wait_cqe(&r->ring, &cqe);
+}

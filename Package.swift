@@ -1,0 +1,68 @@
+// swift-tools-version: 6.0
+// Vigil: a Linux daemon toolkit whose stop sequence survives SIGKILL.
+// Layers (each module depends only on those below it):
+//   CVigil (CShims/) → VigilReactor → VigilGateway → vigild, vigil-bench
+// Later issues add VigilDurable, VigilLifecycle and VigilSystemd between the
+// reactor and the gateway, and vigilctl.
+import PackageDescription
+
+let package = Package(
+    name: "Vigil",
+    products: [
+        .library(name: "VigilReactor", targets: ["VigilReactor"]),
+        .library(name: "VigilGateway", targets: ["VigilGateway"]),
+        .executable(name: "vigild", targets: ["vigild"]),
+        .executable(name: "vigil-bench", targets: ["vigil-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // Thin C shim: only what Swift cannot import cleanly (syscalls without
+        // glibc wrappers, macros, accept4), plus the liburing/libsystemd headers.
+        .target(
+            name: "CVigil",
+            path: "CShims",
+            publicHeadersPath: "include",
+            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("systemd")]
+        ),
+        .target(
+            name: "VigilReactor",
+            dependencies: [
+                "CVigil",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "VigilGateway",
+            dependencies: [
+                "VigilReactor",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "vigild",
+            dependencies: [
+                "VigilReactor", "VigilGateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "vigil-bench",
+            dependencies: [
+                "VigilReactor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"]),
+        .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilReactor"]),
+        .testTarget(name: "VigildTests", dependencies: ["VigilReactor"]),
+    ]
+)

@@ -1,0 +1,282 @@
+// Newline-delimited framing over non-blocking stream sockets on the reactor.
+// The hot path does not allocate per request: each read lands in one shared
+// scratch buffer, complete lines are handed to the handler straight from it,
+// and all replies produced by that read go out in one write(2). Only a
+// partial line or unwritten output is copied into the connection, so an
+// idle connection holds no buffers at all.
+import Glibc
+import Logging
+import VigilReactor
+
+/// Receives complete lines and produces replies.
+public protocol LineHandler: AnyObject {
+    /// One complete line, without its newline. Append replies to `out`.
+    func handle(line: UnsafeRawBufferPointer, from connection: LineConnection, out: inout [UInt8])
+    /// A line longer than the limit: append the error; the connection closes after it.
+    func lineTooLong(limit: Int, from connection: LineConnection, out: inout [UInt8])
+    func connectionOpened(_ connection: LineConnection)
+    func connectionClosed(_ connection: LineConnection)
+}
+
+extension LineHandler {
+    public func connectionOpened(_ connection: LineConnection) {}
+    public func connectionClosed(_ connection: LineConnection) {}
+}
+
+/// One client connection.
+public final class LineConnection {
+    public let fd: Int32
+    public let id: UInt64
+    var token: Token?
+    var pending: [UInt8] = []
+    var unsent: [UInt8] = []
+    var unsentOffset = 0
+    var closeAfterFlush = false
+    public internal(set) var isClosed = false
+    unowned let server: LineServer
+
+    init(fd: Int32, id: UInt64, server: LineServer) {
+        self.fd = fd
+        self.id = id
+        self.server = server
+    }
+
+    /// Sends bytes outside of a read callback (e.g. a reply that completes later).
+    public func send(_ bytes: [UInt8]) {
+        guard !isClosed else { return }
+        server.write(bytes, to: self)
+    }
+
+    /// Closes after everything queued has been written.
+    public func closeAfterWriting() {
+        closeAfterFlush = true
+        server.write([], to: self)
+    }
+}
+
+public final class LineServer {
+    public let reactor: Reactor
+    public let maxLineBytes: Int
+    let handler: any LineHandler
+    let logger: Logger
+
+    private var listeners: [(fd: Int32, token: Token, address: String)] = []
+    private var connections: [Int32: LineConnection] = [:]
+    private var nextID: UInt64 = 1
+    private let scratch: UnsafeMutableRawBufferPointer
+    private var out: [UInt8] = []
+    /// Stop reading from a client whose unsent replies exceed this.
+    private let backpressureBytes = 1 << 20
+
+    public init(reactor: Reactor, handler: any LineHandler, maxLineBytes: Int = 64 * 1024, logger: Logger) {
+        self.reactor = reactor
+        self.handler = handler
+        self.maxLineBytes = maxLineBytes
+        self.logger = logger
+        scratch = .allocate(byteCount: 64 * 1024, alignment: 64)
+        out.reserveCapacity(64 * 1024)
+    }
+
+    deinit {
+        closeAll()
+        scratch.deallocate()
+    }
+
+    public var connectionCount: Int { connections.count }
+    public var listenerCount: Int { listeners.count }
+
+    /// Binds and serves `address`; returns the bound address (real port for `:0`).
+    @discardableResult
+    public func listen(on address: SocketAddress) throws(SystemCallError) -> SocketAddress {
+        let fd = try StreamSocket.listen(on: address)
+        var bound = address
+        switch address {
+        case .ipv4(let h, 0): bound = .ipv4(host: h, port: try StreamSocket.localPort(fd))
+        case .ipv6(let h, 0): bound = .ipv6(host: h, port: try StreamSocket.localPort(fd))
+        default: break
+        }
+        do { try adopt(listener: fd, name: bound.description) } catch {
+            StreamSocket.close(fd)
+            throw error
+        }
+        return bound
+    }
+
+    /// Serves an already-listening socket (e.g. one passed by systemd).
+    public func adopt(listener fd: Int32, name: String) throws(SystemCallError) {
+        var token: Token?
+        token = try reactor.register(fd, interest: .readable) { [unowned self] _ in self.acceptAll(fd) }
+        listeners.append((fd, token!, name))
+    }
+
+    /// Stops accepting (the first step of a drain); open connections stay.
+    public func closeListeners() {
+        for l in listeners {
+            reactor.deregister(l.token)
+            StreamSocket.close(l.fd)
+        }
+        listeners.removeAll()
+    }
+
+    public func closeAll() {
+        closeListeners()
+        for c in Array(connections.values) { close(c) }
+    }
+
+    private func acceptAll(_ listener: Int32) {
+        // Bounded so a connection storm cannot starve established clients.
+        for _ in 0..<64 {
+            let fd: Int32
+            do {
+                guard let accepted = try StreamSocket.accept(listener) else { return }
+                fd = accepted
+            } catch {
+                // EMFILE/ENFILE/ENOBUFS: the kernel keeps the connection queued;
+                // log and try again on the next readiness.
+                logger.error("accept failed: \(error)")
+                return
+            }
+            StreamSocket.setNoDelay(fd)
+            let conn = LineConnection(fd: fd, id: nextID, server: self)
+            nextID += 1
+            do {
+                conn.token = try reactor.register(fd, interest: .readable) { [unowned self, unowned conn] r in
+                    self.onEvent(conn, r)
+                }
+            } catch {
+                logger.error("cannot watch connection: \(error)")
+                StreamSocket.close(fd)
+                continue
+            }
+            connections[fd] = conn
+            handler.connectionOpened(conn)
+        }
+    }
+
+    private func onEvent(_ conn: LineConnection, _ r: Readiness) {
+        if r.contains(.writable) { flush(conn) }
+        if conn.isClosed { return }
+        if r.contains(.readable) || r.contains(.hangup) || r.contains(.error) { readAndProcess(conn) }
+    }
+
+    private func readAndProcess(_ conn: LineConnection) {
+        out.removeAll(keepingCapacity: true)
+        readLoop: for _ in 0..<4 {
+            let result: IOResult
+            do { result = try StreamSocket.read(conn.fd, into: scratch) } catch {
+                close(conn)
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                break readLoop
+            case .processed(0):
+                // EOF: replies already produced still go out (half-close).
+                if !out.isEmpty { write(out, to: conn) }
+                close(conn)
+                return
+            case .processed(let n):
+                let tooLong: Bool
+                if conn.pending.isEmpty {
+                    let consumed = processLines(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), conn)
+                    if conn.isClosed { return }
+                    if consumed < n { conn.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[consumed..<n])) }
+                } else {
+                    conn.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<n]))
+                    let consumed = conn.pending.withUnsafeBytes { processLines($0, conn) }
+                    if conn.isClosed { return }
+                    conn.pending.removeFirst(consumed)
+                }
+                if conn.closeAfterFlush { break readLoop }
+                tooLong = conn.pending.count > maxLineBytes
+                if tooLong {
+                    handler.lineTooLong(limit: maxLineBytes, from: conn, out: &out)
+                    conn.pending = []
+                    conn.closeAfterFlush = true
+                    break readLoop
+                }
+                if n < scratch.count { break readLoop }
+            }
+        }
+        if !out.isEmpty || conn.closeAfterFlush { write(out, to: conn) }
+    }
+
+    /// Hands every complete line to the handler; returns the bytes consumed.
+    private func processLines(_ buf: UnsafeRawBufferPointer, _ conn: LineConnection) -> Int {
+        guard let base = buf.baseAddress else { return 0 }
+        var start = 0
+        while start < buf.count {
+            guard let nl = memchr(base + start, 0x0A, buf.count - start) else { break }
+            let end = base.distance(to: UnsafeRawPointer(nl))
+            var lineEnd = end
+            if lineEnd > start, buf[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            if end - start > maxLineBytes {
+                handler.lineTooLong(limit: maxLineBytes, from: conn, out: &out)
+                conn.closeAfterFlush = true
+                return buf.count
+            }
+            if lineEnd > start {
+                handler.handle(line: UnsafeRawBufferPointer(rebasing: buf[start..<lineEnd]), from: conn, out: &out)
+                if conn.isClosed { return buf.count }
+            }
+            start = end + 1
+        }
+        return start
+    }
+
+    /// Writes `bytes` after anything still unsent; queues the rest.
+    func write(_ bytes: [UInt8], to conn: LineConnection) {
+        if conn.unsent.isEmpty && !bytes.isEmpty {
+            var written = 0
+            while written < bytes.count {
+                let r: IOResult
+                do { r = try bytes.withUnsafeBytes { (b) throws(SystemCallError) -> IOResult in try StreamSocket.write(conn.fd, from: UnsafeRawBufferPointer(rebasing: b[written...])) } } catch {
+                    close(conn)
+                    return
+                }
+                guard case .processed(let k) = r else { break }
+                written += k
+            }
+            if written < bytes.count { conn.unsent.append(contentsOf: bytes[written...]) }
+        } else if !bytes.isEmpty {
+            conn.unsent.append(contentsOf: bytes)
+        }
+        flush(conn)
+    }
+
+    private func flush(_ conn: LineConnection) {
+        while conn.unsentOffset < conn.unsent.count {
+            let r: IOResult
+            do {
+                r = try conn.unsent.withUnsafeBytes { (b) throws(SystemCallError) -> IOResult in
+                    try StreamSocket.write(conn.fd, from: UnsafeRawBufferPointer(rebasing: b[conn.unsentOffset...]))
+                }
+            } catch {
+                close(conn)
+                return
+            }
+            guard case .processed(let k) = r else { break }
+            conn.unsentOffset += k
+        }
+        if conn.unsentOffset == conn.unsent.count {
+            conn.unsent = []
+            conn.unsentOffset = 0
+            if conn.closeAfterFlush { close(conn); return }
+        }
+        var interest: Interest = []
+        if !conn.unsent.isEmpty { interest.insert(.writable) }
+        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush { interest.insert(.readable) }
+        if let t = conn.token { try? reactor.reregister(t, interest: interest) }
+    }
+
+    /// Closes a connection now (unsent bytes are dropped).
+    public func close(_ conn: LineConnection) {
+        guard !conn.isClosed else { return }
+        conn.isClosed = true
+        if let t = conn.token { reactor.deregister(t) }
+        conn.token = nil
+        connections[conn.fd] = nil
+        StreamSocket.close(conn.fd)
+        handler.connectionClosed(conn)
+    }
+}

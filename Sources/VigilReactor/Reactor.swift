@@ -1,0 +1,322 @@
+// The single-threaded reactor. One thread; epoll_pwait is the only place it
+// blocks. Every iteration:
+//   1. epoll_pwait (timeout 0 when work is already queued);
+//   2. the signalfd first, if it is ready: signal handlers run to completion
+//      before any other callback or task of the iteration — this is what
+//      lets a SIGTERM handler make the shutdown record durable before any
+//      drain work is even scheduled;
+//   3. the other ready sources (descriptors, timerfd, waker, pidfds, the
+//      io_uring eventfd), stale events dropped by token generation;
+//   4. a bounded batch of queued jobs (Swift tasks and closures);
+//   5. iteration observers (e.g. the systemd watchdog ping), then the disk
+//      backend's queued submissions go to the kernel in one io_uring_enter.
+import CVigil
+import DequeModule
+import Glibc
+import Logging
+import Synchronization
+import SystemPackage
+
+public final class Reactor: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// io_uring or the syscall fallback (default: from `VIGIL_IO_URING`).
+        public var ioUring: IOUringMode = .fromEnvironment()
+        /// Events taken from epoll per iteration.
+        public var eventBatch: Int = 256
+        /// Jobs run per iteration before polling again.
+        public var jobBatch: Int = 1024
+        public init() {}
+    }
+
+    /// Queued work. Closures reach the cross-thread queue only through
+    /// `execute`, which requires them to be `@Sendable`; others stay on the loop.
+    enum Work: @unchecked Sendable {
+        case job(UnownedJob)
+        case closure(() -> Void)
+    }
+
+    public let logger: Logger
+    let epfd: Int32
+    var registry = Registry()
+    private var events: UnsafeMutablePointer<epoll_event>
+    private let eventCapacity: Int
+    private let jobBatch: Int
+
+    // Signals
+    private var signalFD: Int32 = -1
+    private var signalToken: UInt64 = .max
+    private var signalHandlers: [Int32: (SignalInfo) -> Void] = [:]
+
+    // Timers
+    private var timers = TimerQueue()
+    private let timerFD: Int32
+    private var armedDeadline: UInt64 = 0
+
+    // Cross-thread wake-up and job queues
+    private let wakeFD: Int32
+    private let wakePending = Atomic<Bool>(false)
+    private let remote = Mutex<[Work]>([])
+    var local = Deque<Work>()
+
+    private var observers: [() -> Void] = []
+    private var running = false
+    private let stopRequested = Atomic<Bool>(false)
+    private var loopThread: pthread_t?
+    private var closed = false
+
+    /// The disk backend: io_uring, or the syscall fallback.
+    public private(set) var disk: any DiskIO
+
+    public init(options: Options = Options(), logger: Logger = Logger(label: "vigil.reactor")) throws(SystemCallError) {
+        self.logger = logger
+        epfd = try Syscall.epollCreate()
+        eventCapacity = max(1, options.eventBatch)
+        jobBatch = max(1, options.jobBatch)
+        events = .allocate(capacity: eventCapacity)
+        do {
+            timerFD = try Syscall.timerfdCreate()
+            wakeFD = try Syscall.eventfd()
+        } catch {
+            Syscall.close(epfd)
+            events.deallocate()
+            throw error
+        }
+        disk = SyscallDiskIO(reason: nil, deliver: { _ in })
+        try setUpInternalSources(options: options)
+    }
+
+    private func setUpInternalSources(options: Options) throws(SystemCallError) {
+        _ = try register(timerFD, interest: .readable) { [unowned self] _ in self.fireTimers() }
+        _ = try register(wakeFD, interest: .readable) { [unowned self] _ in self.drainRemote() }
+        let deliver: (@escaping () -> Void) -> Void = { [unowned self] in self.local.append(.closure($0)) }
+        switch options.ioUring {
+        case .disabled:
+            disk = SyscallDiskIO(reason: "disabled by configuration (VIGIL_IO_URING)", deliver: deliver)
+            logger.info("io_uring disabled by configuration: disk I/O uses pwrite/fdatasync")
+        case .automatic:
+            switch URingDiskIO.make() {
+            case .success(let ring):
+                disk = ring
+                _ = try register(ring.eventFD, interest: .readable) { _ in ring.reap() }
+            case .failure(let error):
+                disk = SyscallDiskIO(reason: "\(error)", deliver: deliver)
+                logger.warning("io_uring unavailable (\(error)): disk I/O falls back to pwrite/fdatasync")
+            }
+        }
+    }
+
+    deinit { close() }
+
+    /// Releases every descriptor the reactor owns (not those registered by callers).
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        disk.close()
+        if signalFD >= 0 { Syscall.close(signalFD) }
+        Syscall.close(timerFD)
+        Syscall.close(wakeFD)
+        Syscall.close(epfd)
+        events.deallocate()
+    }
+
+    // MARK: Descriptors
+
+    /// Watches `fd` (level-triggered). The caller keeps ownership of `fd` and
+    /// must `deregister` before closing it.
+    public func register(_ fd: Int32, interest: Interest, handler: @escaping (Readiness) -> Void) throws(SystemCallError) -> Token {
+        let token = registry.insert(fd: fd, interest: interest, handler: handler)
+        do {
+            try Syscall.epollCtl(epfd, EPOLL_CTL_ADD, fd, events: interest.epollEvents, data: token.raw)
+        } catch {
+            registry.remove(token)
+            throw error
+        }
+        return token
+    }
+
+    /// Changes what a registration listens for (no syscall when unchanged).
+    public func reregister(_ token: Token, interest: Interest) throws(SystemCallError) {
+        guard let fd = registry.fd(of: token), registry.interest(of: token) != interest else { return }
+        try Syscall.epollCtl(epfd, EPOLL_CTL_MOD, fd, events: interest.epollEvents, data: token.raw)
+        registry.setInterest(token, interest)
+    }
+
+    /// Stops watching; events of this token still in the current batch are dropped.
+    public func deregister(_ token: Token) {
+        guard let fd = registry.remove(token) else { return }
+        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+    }
+
+    public var registrationCount: Int { registry.count }
+
+    // MARK: Signals
+
+    /// Handles `signal` from the signalfd. Handlers run synchronously, before
+    /// any other source or job of the iteration. The signal is blocked in the
+    /// calling thread; a daemon must also call `SignalSource.blockDaemonSignals()`
+    /// first thing in `main` so that no other thread can take it.
+    public func onSignal(_ signal: Int32, handler: @escaping (SignalInfo) -> Void) throws(SystemCallError) {
+        SignalSource.block([signal])
+        signalHandlers[signal] = handler
+        let all = Array(signalHandlers.keys)
+        let firstTime = signalFD < 0
+        signalFD = try SignalSource.signalfd(existing: signalFD, signals: all)
+        if firstTime {
+            signalToken = try register(signalFD, interest: .readable) { [unowned self] _ in self.drainSignals() }.raw
+        }
+    }
+
+    private func drainSignals() {
+        while let info = try? SignalSource.readOne(signalFD) {
+            signalHandlers[info.signal]?(info)
+        }
+    }
+
+    // MARK: Timers
+
+    /// Runs `callback` on the loop at CLOCK_MONOTONIC `deadlineNs`.
+    @discardableResult
+    public func schedule(atNanoseconds deadlineNs: UInt64, _ callback: @escaping () -> Void) -> TimerHandle {
+        let handle = timers.schedule(at: deadlineNs, callback)
+        rearmTimer()
+        return handle
+    }
+
+    @discardableResult
+    public func schedule(after delay: Duration, _ callback: @escaping () -> Void) -> TimerHandle {
+        schedule(atNanoseconds: monotonicNanoseconds() &+ delay.nanoseconds, callback)
+    }
+
+    public func cancelTimer(_ handle: TimerHandle) {
+        if timers.cancel(handle) { rearmTimer() }
+    }
+
+    public var pendingTimers: Int { timers.count }
+
+    private func rearmTimer() {
+        let next = timers.earliestDeadline() ?? 0
+        guard next != armedDeadline else { return }
+        // timerfd treats 0 as "disarm"; a deadline of 0 would never fire.
+        do { try Syscall.timerfdArm(timerFD, deadlineNs: next == 0 ? 0 : max(next, 1)) } catch {
+            logger.error("timerfd_settime failed: \(error)")
+        }
+        armedDeadline = next
+    }
+
+    private func fireTimers() {
+        Syscall.drainCounter(timerFD)
+        armedDeadline = 0  // the kernel disarmed it by firing
+        for callback in timers.popExpired(now: monotonicNanoseconds()) { callback() }
+        rearmTimer()
+    }
+
+    // MARK: Jobs
+
+    public var isOnLoopThread: Bool {
+        guard let t = loopThread else { return false }
+        return pthread_equal(t, pthread_self()) != 0
+    }
+
+    /// Runs `work` on the loop thread in a later iteration. Any thread may call it.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        enqueue(.closure(work))
+    }
+
+    func enqueue(_ work: Work) {
+        if isOnLoopThread || loopThread == nil && !running {
+            local.append(work)
+        } else {
+            remote.withLock { $0.append(work) }
+            wake()
+        }
+    }
+
+    /// Wakes the loop from epoll_pwait. Any thread may call it.
+    public func wake() {
+        if wakePending.exchange(true, ordering: .acquiringAndReleasing) { return }
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(wakeFD, $0.baseAddress, 8) }
+    }
+
+    private func drainRemote() {
+        Syscall.drainCounter(wakeFD)
+        wakePending.store(false, ordering: .releasing)
+        let batch = remote.withLock { q -> [Work] in
+            let b = q
+            q.removeAll(keepingCapacity: true)
+            return b
+        }
+        local.append(contentsOf: batch)
+    }
+
+    private func runJobs() {
+        var budget = min(local.count, jobBatch)
+        while budget > 0, let work = local.popFirst() {
+            budget -= 1
+            switch work {
+            case .job(let job): job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+            case .closure(let body): body()
+            }
+        }
+    }
+
+    // MARK: The loop
+
+    /// Called at the end of every iteration, on the loop (watchdog pings, flushes).
+    public func onIteration(_ observer: @escaping () -> Void) {
+        observers.append(observer)
+    }
+
+    /// Runs the loop on the calling thread until `stop()`.
+    public func run() throws(SystemCallError) {
+        precondition(!running, "Reactor.run() re-entered")
+        loopThread = pthread_self()
+        running = true
+        defer { running = false; loopThread = nil }
+        // Anything that arrived from other threads before run() started.
+        if !remote.withLock({ $0.isEmpty }) { drainRemote() }
+        while !stopRequested.load(ordering: .acquiring) {
+            try runOnce()
+        }
+        stopRequested.store(false, ordering: .releasing)
+    }
+
+    /// Asks `run()` to return after the current iteration. Any thread may call it.
+    public func stop() {
+        stopRequested.store(true, ordering: .releasing)
+        if !isOnLoopThread { wake() }
+    }
+
+    /// One iteration of the loop (public for embedding and tests).
+    public func runOnce(timeoutMs: Int32 = -1) throws(SystemCallError) {
+        disk.flush()
+        let pending = !local.isEmpty || (disk.kind == .syscalls && disk.inFlight > 0 && !local.isEmpty)
+        let n = try Syscall.epollWait(epfd, events, Int32(eventCapacity), timeoutMs: pending ? 0 : timeoutMs)
+        if n > 0 {
+            if signalFD >= 0 {
+                for i in 0..<n where events[i].data.u64 == signalToken {
+                    drainSignals()
+                    break
+                }
+            }
+            for i in 0..<n {
+                let raw = events[i].data.u64
+                if raw == signalToken { continue }
+                // Looked up per event: an earlier handler of this batch may
+                // have deregistered this token.
+                guard let handler = registry.handler(forRaw: raw) else { continue }
+                handler(Readiness(epollEvents: events[i].events))
+            }
+        }
+        runJobs()
+        for observer in observers { observer() }
+    }
+}
+
+extension Duration {
+    var nanoseconds: UInt64 {
+        let (s, atto) = components
+        if s < 0 { return 0 }
+        return UInt64(s) &* 1_000_000_000 &+ UInt64(atto / 1_000_000_000)
+    }
+}

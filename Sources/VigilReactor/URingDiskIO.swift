@@ -1,0 +1,152 @@
+// io_uring backend (liburing). The ring's completions are signalled on an
+// eventfd that sits in the reactor's epoll set, so the loop never blocks
+// inside io_uring: epoll_pwait stays the only place the thread sleeps.
+import CVigil
+import Glibc
+import SystemPackage
+
+final class URingDiskIO: DiskIO {
+    let kind = DiskIOBackendKind.ioUring
+    let fallbackReason: String? = nil
+    /// Readable when completions are waiting; the reactor registers it.
+    let eventFD: Int32
+
+    private final class Chain {
+        var results: [DiskCompletion?]
+        var buffers: [UnsafeMutableRawBufferPointer?]
+        var remaining: Int
+        let names: [String]
+        let completion: ([DiskCompletion]) -> Void
+
+        init(count: Int, names: [String], completion: @escaping ([DiskCompletion]) -> Void) {
+            results = Array(repeating: nil, count: count)
+            buffers = Array(repeating: nil, count: count)
+            remaining = count
+            self.names = names
+            self.completion = completion
+        }
+    }
+
+    private let ring: OpaquePointer
+    private let entries: UInt32
+    private var chains: [UInt64: Chain] = [:]
+    private var nextChain: UInt64 = 1
+    private var unsubmitted: UInt32 = 0
+    private(set) var inFlight = 0
+    private var closed = false
+
+    /// Sets up a ring, or says why the kernel refused (EPERM under seccomp
+    /// or io_uring_disabled, ENOSYS on old kernels, ENOMEM under memlock).
+    static func make(entries: UInt32 = 256) -> Result<URingDiskIO, SystemCallError> {
+        let efd: Int32
+        do { efd = try Syscall.eventfd() } catch { return .failure(error) }
+        var ring: OpaquePointer?
+        let r = cvigil_ring_create(entries, efd, &ring)
+        guard r >= 0, let ring else {
+            Syscall.close(efd)
+            return .failure(SystemCallError("io_uring_setup", Errno(rawValue: -r)))
+        }
+        return .success(URingDiskIO(ring: ring, entries: entries, eventFD: efd))
+    }
+
+    private init(ring: OpaquePointer, entries: UInt32, eventFD: Int32) {
+        self.ring = ring
+        self.entries = entries
+        self.eventFD = eventFD
+    }
+
+    func submit(_ ops: [DiskOp], linked: Bool, completion: @escaping ([DiskCompletion]) -> Void) {
+        precondition(!closed, "disk I/O after close")
+        precondition(ops.count <= Int(entries), "a chain must fit the submission queue")
+        // A linked chain must not straddle two submissions: make room first.
+        if cvigil_ring_sq_space_left(ring) < UInt32(ops.count) { flush() }
+        let id = nextChain
+        nextChain += 1
+        let chain = Chain(count: ops.count, names: ops.map(\.callName), completion: completion)
+        for (i, op) in ops.enumerated() {
+            let userData = id << 16 | UInt64(i)
+            let link: Int32 = linked && i < ops.count - 1 ? 1 : 0
+            let r: Int32
+            switch op {
+            case .write(let fd, let bytes, let offset):
+                let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+                bytes.withUnsafeBytes { buf.copyMemory(from: $0) }
+                chain.buffers[i] = buf
+                r = cvigil_ring_prep_write(ring, fd, buf.baseAddress, UInt32(bytes.count), offset, userData, link)
+            case .read(let fd, let count, let offset):
+                let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+                chain.buffers[i] = buf
+                r = cvigil_ring_prep_read(ring, fd, buf.baseAddress, UInt32(count), offset, userData, link)
+            case .fsync(let fd, let dataOnly):
+                r = cvigil_ring_prep_fsync(ring, fd, dataOnly ? 1 : 0, userData, link)
+            }
+            precondition(r == 0, "io_uring SQ full after flush")
+        }
+        chains[id] = chain
+        unsubmitted += UInt32(ops.count)
+        inFlight += ops.count
+    }
+
+    func flush() {
+        guard unsubmitted > 0 else { return }
+        let r = cvigil_ring_submit(ring)
+        // EAGAIN/EBUSY: the kernel is short of resources or the CQ is full;
+        // completions will be reaped and the next iteration submits again.
+        if r >= 0 { unsubmitted -= min(unsubmitted, UInt32(r)) }
+    }
+
+    /// Delivers every completion waiting in the CQ.
+    func reap() {
+        Syscall.drainCounter(eventFD)
+        var userData: UInt64 = 0
+        var res: Int32 = 0
+        while cvigil_ring_peek(ring, &userData, &res) == 1 {
+            complete(userData: userData, res: res)
+        }
+    }
+
+    private func complete(userData: UInt64, res: Int32) {
+        let id = userData >> 16
+        let i = Int(userData & 0xFFFF)
+        guard let chain = chains[id] else { return }
+        var bytes: [UInt8] = []
+        if res > 0, chain.names[i] == "read", let buf = chain.buffers[i] {
+            bytes = Array(UnsafeRawBufferPointer(rebasing: buf[0..<Int(res)]))
+        }
+        chain.results[i] = DiskCompletion(
+            result: res >= 0 ? .success(Int(res)) : .failure(SystemCallError(chain.names[i], Errno(rawValue: -res))),
+            bytes: bytes)
+        chain.buffers[i]?.deallocate()
+        chain.buffers[i] = nil
+        chain.remaining -= 1
+        inFlight -= 1
+        if chain.remaining == 0 {
+            chains[id] = nil
+            chain.completion(chain.results.map { $0! })
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        // Wait for what the kernel still owns: its buffers must outlive it.
+        flush()
+        while inFlight > 0 {
+            let r = cvigil_ring_wait(ring)
+            if r < 0 && r != -EINTR { break }
+            reap()
+        }
+        cvigil_ring_destroy(ring)
+        Syscall.close(eventFD)
+    }
+}
+
+extension DiskOp {
+    var callName: String {
+        switch self {
+        case .write: "write"
+        case .read: "read"
+        case .fsync(_, let dataOnly): dataOnly ? "fdatasync" : "fsync"
+        }
+    }
+}
