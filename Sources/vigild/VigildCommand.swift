@@ -58,6 +58,10 @@ struct VigildCommand: ParsableCommand {
             throw ExitCode(VigildExit.stateDirUnusable)
         }
 
+        // Benchmark hook (docs/benchmarks.md): a sender stamps CLOCK_MONOTONIC
+        // into the sigqueue payload; the handler's first act prints the delay.
+        let measureSignals = getenv("VIGIL_DEBUG_SIGNAL_LATENCY").map { String(cString: $0) == "1" } ?? false
+
         let reactor: Reactor
         do { reactor = try Reactor(logger: logger) } catch {
             logger.critical("cannot create the event loop: \(error)")
@@ -77,6 +81,7 @@ struct VigildCommand: ParsableCommand {
         // The stop sequence proper (durable shutdown record, drain) arrives
         // with the shutdown-record issue; for now a stop signal ends the loop.
         let stop: (SignalInfo) -> Void = { info in
+            if measureSignals { printSignalLatency(info) }
             logger.notice("\(info.name) from pid \(info.senderPID): stopping")
             server.closeAll()
             reactor.stop()
@@ -86,6 +91,9 @@ struct VigildCommand: ParsableCommand {
             try reactor.onSignal(SIGINT, handler: stop)
             try reactor.onSignal(SIGQUIT, handler: stop)
             try reactor.onSignal(SIGHUP) { _ in logger.info("SIGHUP ignored (no configuration to reload)") }
+            if measureSignals {
+                try reactor.onSignal(SIGUSR1) { printSignalLatency($0) }
+            }
         } catch {
             logger.critical("cannot set up the signalfd: \(error)")
             throw ExitCode(VigildExit.osError)
@@ -132,4 +140,13 @@ extension String {
         while s.last == " " { s = s.dropLast() }
         return String(s)
     }
+}
+
+/// `signal-latency-ns SIGNAME N` on stderr: the time from the sender's
+/// sigqueue to this handler (0 when the signal carried no timestamp).
+func printSignalLatency(_ info: SignalInfo) {
+    let now = monotonicNanoseconds()
+    let latency = info.value > 0 && info.value <= now ? now - info.value : 0
+    let line = "signal-latency-ns \(info.name) \(latency)\n"
+    _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count - 1) }
 }
