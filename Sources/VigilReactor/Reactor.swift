@@ -61,7 +61,9 @@ public final class Reactor: @unchecked Sendable {
     private var observers: [() -> Void] = []
     private var running = false
     private let stopRequested = Atomic<Bool>(false)
-    private var loopThread: pthread_t?
+    /// The thread that drives the loop: the creating thread until run()
+    /// or runOnce() is called from another.
+    private var loopThread: pthread_t
     private var closed = false
 
     /// The disk backend: io_uring, or the syscall fallback.
@@ -69,6 +71,7 @@ public final class Reactor: @unchecked Sendable {
 
     public init(options: Options = Options(), logger: Logger = Logger(label: "vigil.reactor")) throws(SystemCallError) {
         self.logger = logger
+        loopThread = pthread_self()
         epfd = try Syscall.epollCreate()
         eventCapacity = max(1, options.eventBatch)
         jobBatch = max(1, options.jobBatch)
@@ -213,8 +216,7 @@ public final class Reactor: @unchecked Sendable {
     // MARK: Jobs
 
     public var isOnLoopThread: Bool {
-        guard let t = loopThread else { return false }
-        return pthread_equal(t, pthread_self()) != 0
+        pthread_equal(loopThread, pthread_self()) != 0
     }
 
     /// Runs `work` on the loop thread in a later iteration. Any thread may call it.
@@ -223,7 +225,7 @@ public final class Reactor: @unchecked Sendable {
     }
 
     func enqueue(_ work: Work) {
-        if isOnLoopThread || loopThread == nil && !running {
+        if isOnLoopThread {
             local.append(work)
         } else {
             remote.withLock { $0.append(work) }
@@ -272,7 +274,7 @@ public final class Reactor: @unchecked Sendable {
         precondition(!running, "Reactor.run() re-entered")
         loopThread = pthread_self()
         running = true
-        defer { running = false; loopThread = nil }
+        defer { running = false }
         // Anything that arrived from other threads before run() started.
         if !remote.withLock({ $0.isEmpty }) { drainRemote() }
         while !stopRequested.load(ordering: .acquiring) {
@@ -289,6 +291,7 @@ public final class Reactor: @unchecked Sendable {
 
     /// One iteration of the loop (public for embedding and tests).
     public func runOnce(timeoutMs: Int32 = -1) throws(SystemCallError) {
+        loopThread = pthread_self()
         disk.flush()
         let pending = !local.isEmpty || (disk.kind == .syscalls && disk.inFlight > 0 && !local.isEmpty)
         let n = try Syscall.epollWait(epfd, events, Int32(eventCapacity), timeoutMs: pending ? 0 : timeoutMs)
