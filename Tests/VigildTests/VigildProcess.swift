@@ -1,0 +1,135 @@
+import CVigil
+import Foundation
+import Glibc
+import XCTest
+
+/// A vigild started for a test: its stderr goes to a file that is polled.
+final class VigildProcess {
+    let process = Process()
+    let stateDir: String
+    let logPath: String
+    private(set) var port: UInt16 = 0
+
+    static var binary: String {
+        if let override = ProcessInfo.processInfo.environment["VIGILD_BIN"] { return override }
+        // The test bundle and the executables share the build directory.
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("vigild").path
+    }
+
+    init(arguments: [String]? = nil, environment: [String: String] = [:], stateDir: String? = nil) throws {
+        let base = NSTemporaryDirectory() + "vigild-test-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        self.stateDir = stateDir ?? base + "/state"
+        logPath = base + "/stderr.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw XCTSkip("vigild is not built at \(Self.binary): run `swift build` first")
+        }
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments ?? ["--listen", "127.0.0.1:0", "--state-dir", self.stateDir]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        process.standardError = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    var pid: pid_t { process.processIdentifier }
+
+    /// Waits for the "listening on HOST:PORT" line and remembers the port.
+    func waitUntilListening(timeout: Double = 10) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let range = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                port = UInt16(log[range].split(separator: ":").last!)!
+                if log.contains("vigild ready") { return }
+            }
+            if !process.isRunning { throw VigildError.exited(process.terminationStatus, log) }
+            usleep(10_000)
+        }
+        throw VigildError.timeout(log)
+    }
+
+    /// Waits for exit and returns the status.
+    func waitForExit(timeout: Double = 10) throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline {
+                kill(pid, SIGKILL)
+                throw VigildError.timeout(log)
+            }
+            usleep(5_000)
+        }
+        return process.terminationStatus
+    }
+
+    func signal(_ s: Int32) { kill(pid, s) }
+
+    /// Thread names of the daemon, io_uring's kernel workers excluded.
+    func threads() -> [String] {
+        let dir = "/proc/\(pid)/task"
+        let tids = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return tids.compactMap { tid in
+            let comm = (try? String(contentsOfFile: "\(dir)/\(tid)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            return comm.hasPrefix("iou-") ? nil : comm
+        }
+    }
+
+    func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count ?? -1
+    }
+
+    deinit {
+        if process.isRunning { kill(pid, SIGKILL); process.waitUntilExit() }
+    }
+}
+
+enum VigildError: Error {
+    case exited(Int32, String)
+    case timeout(String)
+}
+
+/// A blocking line client.
+final class LineClient {
+    let fd: Int32
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        sa.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let r = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if r != 0 { close(fd); throw VigildError.exited(-1, "connect failed: errno \(errno)") }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            sent += n
+        }
+    }
+
+    /// Reads until `lines` newlines have arrived (or EOF/timeout).
+    func readLines(_ lines: Int) -> [String] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while out.reduce(0, { $0 + ($1 == 0x0A ? 1 : 0) }) < lines {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return String(decoding: out, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+}
