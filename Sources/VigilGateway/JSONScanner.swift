@@ -25,6 +25,14 @@ public struct JSONString {
         return memcmp(raw.baseAddress!, literal.utf8Start, raw.count) == 0
     }
 
+    /// Equality with `literal` after unescaping; the common unescaped case
+    /// is a byte comparison.
+    @inline(__always)
+    public func matches(_ literal: StaticString) -> Bool {
+        if !hasEscapes { return equals(literal) }
+        return decoded() == String(decoding: UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount), as: UTF8.self)
+    }
+
     /// The decoded value (escapes resolved, invalid UTF-8 repaired).
     public func decoded() -> String {
         if !hasEscapes { return String(decoding: raw, as: UTF8.self) }

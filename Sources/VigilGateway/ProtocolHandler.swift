@@ -17,7 +17,7 @@ public final class ProtocolHandler: LineHandler {
         do {
             scanner = try JSONObjectScanner(line)
             while let (key, value) = try scanner.next() {
-                if key.equals("op") {
+                if key.matches("op") {
                     guard case .string(let s) = value else {
                         return badRequest("field 'op' must be a string", &out)
                     }
@@ -28,7 +28,7 @@ public final class ProtocolHandler: LineHandler {
             return badRequest("malformed JSON: \(error)", &out)
         }
         guard let op else { return badRequest("missing field 'op'", &out) }
-        if op.equals("ping") {
+        if op.matches("ping") {
             pings += 1
             JSONWriter.append("{\"op\":\"pong\"}\n", to: &out)
             return

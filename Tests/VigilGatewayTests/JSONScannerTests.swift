@@ -34,6 +34,7 @@ final class JSONScannerTests: XCTestCase {
             var s = try JSONObjectScanner(buf)
             let (k, _) = try s.next()!
             XCTAssertFalse(k.equals("op"), "escaped bytes never compare equal raw")
+            XCTAssertTrue(k.matches("op"), "but they match after unescaping")
             XCTAssertEqual(k.decoded(), "op")
         }
     }
