@@ -12,6 +12,8 @@ let package = Package(
     name: "Vigil",
     products: [
         .library(name: "VigilReactor", targets: ["VigilReactor"]),
+        .library(name: "VigilDurable", targets: ["VigilDurable"]),
+        .library(name: "VigilLifecycle", targets: ["VigilLifecycle"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigil-bench", targets: ["vigil-bench"]),
@@ -42,6 +44,20 @@ let package = Package(
             ]
         ),
         .target(
+            name: "VigilDurable",
+            dependencies: [
+                "VigilReactor",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(
+            name: "VigilLifecycle",
+            dependencies: [
+                "VigilReactor", "VigilDurable",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "VigilGateway",
             dependencies: [
                 "VigilReactor",
@@ -51,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "vigild",
             dependencies: [
-                "VigilReactor", "VigilGateway",
+                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -67,6 +83,7 @@ let package = Package(
         // callbacks; Swift 5 mode keeps that readable without weakening the
         // libraries, which build in Swift 6 mode.
         .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"], swiftSettings: swift5),
+        .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigildTests", dependencies: ["VigilReactor"], swiftSettings: swift5),
     ]

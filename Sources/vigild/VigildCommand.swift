@@ -1,7 +1,9 @@
 import ArgumentParser
 import Glibc
 import Logging
+import VigilDurable
 import VigilGateway
+import VigilLifecycle
 import VigilReactor
 
 /// Exit codes (docs/architecture.md#exit-codes).
@@ -17,8 +19,10 @@ enum VigildExit {
     static let listenFailed: Int32 = 69
     /// The event loop could not be created (epoll/eventfd/timerfd refused).
     static let osError: Int32 = 71
-    /// The state directory cannot be created or used.
+    /// The state directory cannot be created or used (or the record written).
     static let stateDirUnusable: Int32 = 73
+    /// Another instance holds the state directory lock.
+    static let locked: Int32 = 75
 }
 
 struct VigildCommand: ParsableCommand {
@@ -28,10 +32,12 @@ struct VigildCommand: ParsableCommand {
         discussion: """
             With no arguments vigild serves newline-delimited JSON on \(VigildDefaults.listen) and keeps \
             its state in ./vigil-state (or $STATE_DIRECTORY when systemd provides one).
-            Environment: VIGIL_LISTEN (comma-separated), VIGIL_STATE_DIR, VIGIL_IO_URING=off (force the \
-            pwrite/fdatasync fallback), VIGIL_LOG_LEVEL (trace…critical).
-            Exit codes: 0 stop completed, 1 fatal error, 64 bad configuration, 69 cannot listen, \
-            71 event loop unavailable, 73 state directory unusable.
+            Environment: VIGIL_LISTEN (comma-separated), VIGIL_STATE_DIR, VIGIL_STOP_TIMEOUT (seconds), \
+            VIGIL_IO_URING=off (force the pwrite/fdatasync fallback), VIGIL_LOG_LEVEL (trace…critical).
+            Exit codes: 0 stop completed (clean or cut short: the shutdown record tells which), 1 fatal \
+            error or a shutdown record that could not be made durable, 64 bad configuration, 69 cannot \
+            listen, 71 event loop unavailable, 73 state directory unusable, 75 state directory locked by \
+            another instance.
             """)
 
     @Option(name: .customLong("listen"), help: ArgumentHelp("Address to serve, HOST:PORT, [IPV6]:PORT or unix:PATH (repeatable).", valueName: "address"))
@@ -39,6 +45,9 @@ struct VigildCommand: ParsableCommand {
 
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory for vigild's durable state.", valueName: "dir"))
     var stateDir: String?
+
+    @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Seconds the supervisor allows for stopping before SIGKILL (default 10); the drain ends on its own before that.", valueName: "seconds"))
+    var stopTimeout: String?
 
     func run() throws {
         var logger = Logger(label: "vigild")
@@ -52,15 +61,50 @@ struct VigildCommand: ParsableCommand {
                 throw ExitCode(VigildExit.usage)
             }
         }
+        let budget: StopBudget
+        do { budget = try StopBudget.resolve(commandLine: stopTimeout) } catch {
+            logger.critical("\(error)")
+            throw ExitCode(VigildExit.usage)
+        }
+
+        // The state directory, its lock, then the previous run's record: the
+        // old record is read and replaced only while we hold the lock.
         let stateDirectory = stateDir ?? VigildDefaults.stateDirectory()
-        do { try StateDirectory.prepare(stateDirectory) } catch {
+        let stateFS: PosixStateFileSystem
+        do {
+            stateFS = try PosixStateFileSystem(path: stateDirectory)
+            try stateFS.checkWritable()
+        } catch {
             logger.critical("state directory \(stateDirectory) is unusable: \(error)")
             throw ExitCode(VigildExit.stateDirUnusable)
         }
+        let lock: StateDirectoryLock
+        do { lock = try StateDirectoryLock.acquire(in: stateFS) } catch {
+            logger.critical("\(error) (\(stateDirectory)); refusing to start")
+            if case .held = error { throw ExitCode(VigildExit.locked) }
+            throw ExitCode(VigildExit.stateDirUnusable)
+        }
+        defer { withExtendedLifetime(lock) {} }
+        let store = ShutdownRecordStore(fs: stateFS)
+        let previous: PreviousRun
+        do {
+            let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: VigildDefaults.version)
+            previous = try store.takeOver(running: running, currentBootID: running.bootID)
+        } catch {
+            logger.critical("cannot make the shutdown record durable in \(stateDirectory): \(error)")
+            throw ExitCode(VigildExit.stateDirUnusable)
+        }
+        if previous.isUnclean {
+            logger.warning("\(previous.summary)")
+        } else {
+            logger.notice("\(previous.summary)")
+        }
+        logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source.rawValue); drain budget \(budget.drainBudget.milliseconds) ms")
 
         // Benchmark hook (docs/benchmarks.md): a sender stamps CLOCK_MONOTONIC
-        // into the sigqueue payload; the handler's first act prints the delay.
-        let measureSignals = getenv("VIGIL_DEBUG_SIGNAL_LATENCY").map { String(cString: $0) == "1" } ?? false
+        // into the sigqueue payload; vigild prints the delay to the handler
+        // (and, for stop signals, to the durable stopping record).
+        let measureSignals = ProcessEnvironment.get("VIGIL_DEBUG_SIGNAL_LATENCY") == "1"
 
         let reactor: Reactor
         do { reactor = try Reactor(logger: logger) } catch {
@@ -78,18 +122,30 @@ struct VigildCommand: ParsableCommand {
             }
         }
 
-        // The stop sequence proper (durable shutdown record, drain) arrives
-        // with the shutdown-record issue; for now a stop signal ends the loop.
-        let stop: (SignalInfo) -> Void = { info in
-            if measureSignals { printSignalLatency(info) }
-            logger.notice("\(info.name) from pid \(info.senderPID): stopping")
+        // Test hook (docs/shutdown.md): VIGIL_DEBUG_DRAIN_MS=N makes the drain
+        // hold one unit of work for N ms, so budget and cut-short paths can be
+        // exercised before the gateway has real turns.
+        let debugDrainMs = ProcessEnvironment.get("VIGIL_DEBUG_DRAIN_MS").flatMap { Int($0) }
+        var debugWork = debugDrainMs == nil ? 0 : 1
+
+        let stop = StopSequence(reactor: reactor, store: store, budget: budget, logger: logger)
+        stop.inFlight = { debugWork }
+        if measureSignals {
+            stop.onStopping.append { info in
+                printSignalLatency(info)
+                printLatency("signal-durable-ns", info, until: monotonicNanoseconds())
+            }
+        }
+        stop.drain = { _ in
+            server.closeListeners()
+            if let ms = debugDrainMs {
+                do { try await reactor.sleep(for: .milliseconds(ms)) } catch { return }
+                debugWork = 0
+            }
             server.closeAll()
-            reactor.stop()
         }
         do {
-            try reactor.onSignal(SIGTERM, handler: stop)
-            try reactor.onSignal(SIGINT, handler: stop)
-            try reactor.onSignal(SIGQUIT, handler: stop)
+            try stop.install()
             try reactor.onSignal(SIGHUP) { _ in logger.info("SIGHUP ignored (no configuration to reload)") }
             if measureSignals {
                 try reactor.onSignal(SIGUSR1) { printSignalLatency($0) }
@@ -104,11 +160,15 @@ struct VigildCommand: ParsableCommand {
             logger.critical("event loop failed: \(error)")
             throw ExitCode(VigildExit.fatal)
         }
+        server.closeAll()
         reactor.close()
+        if stop.exitCode != 0 { throw ExitCode(stop.exitCode) }
     }
 }
 
 enum VigildDefaults {
+    static let version = "0.1.0"
+
     /// The documented default port: 7411 on loopback.
     static let listen = "127.0.0.1:7411"
 
@@ -142,11 +202,15 @@ extension String {
     }
 }
 
-/// `signal-latency-ns SIGNAME N` on stderr: the time from the sender's
-/// sigqueue to this handler (0 when the signal carried no timestamp).
+/// `signal-latency-ns SIGNAME N` on stderr: from the sender's sigqueue to
+/// the reactor reading the signalfd, just before the handler's first
+/// instruction (0 when the signal carried no timestamp).
 func printSignalLatency(_ info: SignalInfo) {
-    let now = monotonicNanoseconds()
-    let latency = info.value > 0 && info.value <= now ? now - info.value : 0
-    let line = "signal-latency-ns \(info.name) \(latency)\n"
+    printLatency("signal-latency-ns", info, until: info.receivedAtNs)
+}
+
+func printLatency(_ label: String, _ info: SignalInfo, until end: UInt64) {
+    let latency = info.value > 0 && info.value <= end ? end - info.value : 0
+    let line = "\(label) \(info.name) \(latency)\n"
     _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count - 1) }
 }

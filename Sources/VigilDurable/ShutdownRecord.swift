@@ -1,0 +1,153 @@
+// The shutdown record: one small file whose state moves
+// running → stopping → stopped, like PostgreSQL's pg_control. Format
+// (docs/shutdown.md):
+//   "VIGILSR\0"  8 bytes magic
+//   version      UInt16 LE (1)
+//   reserved     UInt16 LE (0)
+//   length       UInt32 LE  payload bytes
+//   payload      UTF-8 "key=value\n" lines
+//   crc32c       UInt32 LE  over everything before it
+// A torn or garbled file fails the magic, length or CRC check.
+
+public struct ShutdownRecord: Equatable, Sendable {
+    public enum State: String, Sendable {
+        case running, stopping, stopped
+    }
+
+    public enum Outcome: String, Sendable {
+        case clean
+        case cutShort = "cut-short"
+    }
+
+    public var state: State
+    // running: written once the lock is held
+    public var pid: Int32
+    public var bootID: String
+    /// Wall clock, nanoseconds since the epoch.
+    public var startedAtNs: UInt64
+    public var version: String
+    // stopping: written inside the signal handler
+    public var signal: Int32?
+    public var senderPID: Int32?
+    public var senderUID: UInt32?
+    public var stopRequestedAtNs: UInt64?
+    public var budgetMs: UInt64?
+    public var inFlight: Int?
+    // stopped: written when the drain is over
+    public var outcome: Outcome?
+    public var abandoned: Int?
+    public var drainMs: UInt64?
+    public var stoppedAtNs: UInt64?
+
+    public init(running pid: Int32, bootID: String, startedAtNs: UInt64, version: String) {
+        state = .running
+        self.pid = pid
+        self.bootID = bootID
+        self.startedAtNs = startedAtNs
+        self.version = version
+    }
+
+    public static let magic: [UInt8] = Array("VIGILSR".utf8) + [0]
+    public static let formatVersion: UInt16 = 1
+
+    // MARK: Encoding
+
+    public func encoded() -> [UInt8] {
+        var lines: [(String, String)] = [
+            ("state", state.rawValue), ("pid", "\(pid)"), ("boot_id", bootID),
+            ("started_at_ns", "\(startedAtNs)"), ("version", version),
+        ]
+        if let signal { lines.append(("signal", "\(signal)")) }
+        if let senderPID { lines.append(("sender_pid", "\(senderPID)")) }
+        if let senderUID { lines.append(("sender_uid", "\(senderUID)")) }
+        if let stopRequestedAtNs { lines.append(("stop_requested_at_ns", "\(stopRequestedAtNs)")) }
+        if let budgetMs { lines.append(("budget_ms", "\(budgetMs)")) }
+        if let inFlight { lines.append(("in_flight", "\(inFlight)")) }
+        if let outcome { lines.append(("outcome", outcome.rawValue)) }
+        if let abandoned { lines.append(("abandoned", "\(abandoned)")) }
+        if let drainMs { lines.append(("drain_ms", "\(drainMs)")) }
+        if let stoppedAtNs { lines.append(("stopped_at_ns", "\(stoppedAtNs)")) }
+        var payload: [UInt8] = []
+        for (k, v) in lines { payload.append(contentsOf: Array("\(k)=\(v)\n".utf8)) }
+        var out = Self.magic
+        out.appendLE(Self.formatVersion)
+        out.appendLE(UInt16(0))
+        out.appendLE(UInt32(payload.count))
+        out.append(contentsOf: payload)
+        out.appendLE(CRC32C.checksum(out))
+        return out
+    }
+
+    public struct DecodeError: Error, Equatable, CustomStringConvertible {
+        public let reason: String
+        public var description: String { reason }
+    }
+
+    public init(decoding bytes: [UInt8]) throws(DecodeError) {
+        guard !bytes.isEmpty else { throw DecodeError(reason: "empty file") }
+        guard bytes.count >= 20 else { throw DecodeError(reason: "truncated: \(bytes.count) bytes") }
+        guard Array(bytes[0..<8]) == Self.magic else { throw DecodeError(reason: "wrong magic") }
+        let version = bytes.readLE(UInt16.self, at: 8)
+        guard version == Self.formatVersion else { throw DecodeError(reason: "unsupported format version \(version)") }
+        let length = Int(bytes.readLE(UInt32.self, at: 12))
+        guard bytes.count == 16 + length + 4 else {
+            throw DecodeError(reason: "length mismatch: header says \(length) payload bytes, file has \(bytes.count - 20)")
+        }
+        let stored = bytes.readLE(UInt32.self, at: 16 + length)
+        let computed = CRC32C.checksum(Array(bytes[0..<(16 + length)]))
+        guard stored == computed else {
+            throw DecodeError(reason: "CRC32C mismatch (stored \(hex(stored)), computed \(hex(computed)))")
+        }
+        var fields: [String: String] = [:]
+        for line in String(decoding: bytes[16..<(16 + length)], as: UTF8.self).split(separator: "\n") {
+            guard let eq = line.firstIndex(of: "=") else { throw DecodeError(reason: "malformed payload line") }
+            fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        }
+        func req(_ k: String) throws(DecodeError) -> String {
+            guard let v = fields[k] else { throw DecodeError(reason: "missing field \(k)") }
+            return v
+        }
+        func num<T: FixedWidthInteger>(_ k: String, _: T.Type) throws(DecodeError) -> T? {
+            guard let v = fields[k] else { return nil }
+            guard let n = T(v) else { throw DecodeError(reason: "field \(k) is not a number") }
+            return n
+        }
+        guard let state = State(rawValue: try req("state")) else { throw DecodeError(reason: "unknown state") }
+        guard let pid = try num("pid", Int32.self), let started = try num("started_at_ns", UInt64.self) else {
+            throw DecodeError(reason: "missing field pid or started_at_ns")
+        }
+        self.init(running: pid, bootID: try req("boot_id"), startedAtNs: started, version: try req("version"))
+        self.state = state
+        signal = try num("signal", Int32.self)
+        senderPID = try num("sender_pid", Int32.self)
+        senderUID = try num("sender_uid", UInt32.self)
+        stopRequestedAtNs = try num("stop_requested_at_ns", UInt64.self)
+        budgetMs = try num("budget_ms", UInt64.self)
+        inFlight = try num("in_flight", Int.self)
+        if let o = fields["outcome"] {
+            guard let outcome = Outcome(rawValue: o) else { throw DecodeError(reason: "unknown outcome \(o)") }
+            self.outcome = outcome
+        }
+        abandoned = try num("abandoned", Int.self)
+        drainMs = try num("drain_ms", UInt64.self)
+        stoppedAtNs = try num("stopped_at_ns", UInt64.self)
+        if state == .stopped && outcome == nil { throw DecodeError(reason: "stopped record without outcome") }
+    }
+}
+
+private func hex(_ v: UInt32) -> String {
+    let s = String(v, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - s.count) + s
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
+        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
+    }
+
+    func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+        var v: T = 0
+        for i in 0..<MemoryLayout<T>.size { v |= T(self[offset + i]) << (8 * i) }
+        return v
+    }
+}

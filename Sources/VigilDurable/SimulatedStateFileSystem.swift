@@ -1,0 +1,125 @@
+// An in-memory state directory that models what survives a crash. Written
+// data lives in the page cache until fsync; a created, renamed or removed
+// name lives in the directory's cache until the directory is fsynced. A
+// power loss keeps only what was made durable; a process kill (SIGKILL)
+// keeps everything the kernel had accepted. Faults can be injected before
+// the Nth mutating operation, to "crash at every step" of a write sequence.
+import SystemPackage
+import VigilReactor
+
+/// Thrown by the simulated file system at the injected crash point.
+public struct SimulatedCrash: Error, Equatable {
+    public let step: Int
+}
+
+public final class SimulatedStateFileSystem: StateFileSystem {
+    private final class Inode {
+        var data: [UInt8] = []
+        var durable: [UInt8] = []
+    }
+
+    private var inodes: [Int: Inode] = [:]
+    private var names: [String: Int] = [:]
+    private var durableNames: [String: Int] = [:]
+    private var handles: [StateFileHandle: Int] = [:]
+    private var nextInode = 1
+    private var nextHandle: StateFileHandle = 100
+
+    /// Mutating operations performed so far.
+    public private(set) var steps = 0
+    /// Throw `SimulatedCrash` instead of performing mutating operation number `crashAtStep` (0-based).
+    public var crashAtStep: Int?
+    /// Make every mutating operation fail with this errno (e.g. ENOSPC, EIO).
+    public var failWith: Errno?
+    /// A log of the operations, for assertions on ordering.
+    public private(set) var journal: [String] = []
+
+    public init() {}
+
+    private func step(_ what: String) throws(SystemCallError) {
+        if let e = failWith { throw SystemCallError(what, e) }
+        if let c = crashAtStep, steps == c {
+            crashAtStep = nil
+            // Surfaced as an error the caller cannot handle specially: the
+            // process is considered dead from here on.
+            throw SystemCallError("simulated crash before \(what)", .init(rawValue: -1000 - Int32(c)))
+        }
+        steps += 1
+        journal.append(what)
+    }
+
+    /// The machine lost power: only fsynced data and directory entries remain.
+    public func powerLoss() {
+        names = durableNames
+        for inode in inodes.values { inode.data = inode.durable }
+        handles = [:]
+        let live = Set(names.values)
+        inodes = inodes.filter { live.contains($0.key) }
+    }
+
+    /// The process was killed: the kernel keeps everything; handles close.
+    public func processKilled() {
+        handles = [:]
+    }
+
+    public func read(_ name: String) throws(SystemCallError) -> [UInt8]? {
+        guard let id = names[name] else { return nil }
+        return inodes[id]!.data
+    }
+
+    public func create(_ name: String) throws(SystemCallError) -> StateFileHandle {
+        try step("create \(name)")
+        let id: Int
+        if let existing = names[name] {
+            id = existing
+            inodes[id]!.data = []
+        } else {
+            id = nextInode
+            nextInode += 1
+            inodes[id] = Inode()
+            names[name] = id
+        }
+        let h = nextHandle
+        nextHandle += 1
+        handles[h] = id
+        return h
+    }
+
+    public func write(_ handle: StateFileHandle, _ bytes: [UInt8]) throws(SystemCallError) {
+        try step("write")
+        guard let id = handles[handle] else { throw SystemCallError("write", .badFileDescriptor) }
+        inodes[id]!.data.append(contentsOf: bytes)
+    }
+
+    public func sync(_ handle: StateFileHandle) throws(SystemCallError) {
+        try step("fsync")
+        guard let id = handles[handle] else { throw SystemCallError("fsync", .badFileDescriptor) }
+        inodes[id]!.durable = inodes[id]!.data
+    }
+
+    public func close(_ handle: StateFileHandle) throws(SystemCallError) {
+        handles[handle] = nil
+    }
+
+    public func rename(_ from: String, to: String) throws(SystemCallError) {
+        try step("rename \(from) \(to)")
+        guard let id = names[from] else { throw SystemCallError("rename", .noSuchFileOrDirectory) }
+        names[from] = nil
+        names[to] = id
+    }
+
+    public func syncDirectory() throws(SystemCallError) {
+        try step("fsync-dir")
+        durableNames = names
+    }
+
+    public func remove(_ name: String) throws(SystemCallError) {
+        try step("unlink \(name)")
+        names[name] = nil
+    }
+
+    public func exists(_ name: String) -> Bool { names[name] != nil }
+
+    /// Names currently visible (volatile view).
+    public var fileNames: [String] { names.keys.sorted() }
+}
