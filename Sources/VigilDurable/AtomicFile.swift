@@ -18,7 +18,8 @@ public enum AtomicFile {
         return String(cString: v) == "1"
     }()
 
-    public static func replace(_ name: String, with bytes: [UInt8], in fs: any StateFileSystem) throws(SystemCallError) {
+    public static func replace(_ name: String, with bytes: [UInt8], in fs: any StateFileSystem,
+                               syncDirectory: Bool = !skipDirectorySync) throws(SystemCallError) {
         let tmp = name + ".tmp"
         let h = try fs.create(tmp)
         do throws(SystemCallError) {
@@ -31,6 +32,6 @@ public enum AtomicFile {
         }
         try fs.close(h)
         try fs.rename(tmp, to: name)
-        if !skipDirectorySync { try fs.syncDirectory() }
+        if syncDirectory { try fs.syncDirectory() }
     }
 }

@@ -22,8 +22,12 @@ public final class ShutdownRecordStore {
     /// The record as last made durable by this process.
     public private(set) var current: ShutdownRecord?
 
-    public init(fs: any StateFileSystem) {
+    /// false only for the crash tests' negative control.
+    let syncDirectory: Bool
+
+    public init(fs: any StateFileSystem, syncDirectory: Bool = !AtomicFile.skipDirectorySync) {
         self.fs = fs
+        self.syncDirectory = syncDirectory
     }
 
     /// Reads the record without changing anything.
@@ -51,8 +55,8 @@ public final class ShutdownRecordStore {
             try fs.syncDirectory()
             previous.keptAs = kept
         }
-        try AtomicFile.replace(Self.reportName, with: Array((previous.json() + "\n").utf8), in: fs)
-        try AtomicFile.replace(Self.recordName, with: running.encoded(), in: fs)
+        try AtomicFile.replace(Self.reportName, with: Array((previous.json() + "\n").utf8), in: fs, syncDirectory: syncDirectory)
+        try AtomicFile.replace(Self.recordName, with: running.encoded(), in: fs, syncDirectory: syncDirectory)
         current = running
         return previous
     }
@@ -67,7 +71,7 @@ public final class ShutdownRecordStore {
         r.stopRequestedAtNs = wallClockNanoseconds()
         r.budgetMs = budgetMs
         r.inFlight = inFlight
-        try AtomicFile.replace(Self.recordName, with: r.encoded(), in: fs)
+        try AtomicFile.replace(Self.recordName, with: r.encoded(), in: fs, syncDirectory: syncDirectory)
         current = r
     }
 
@@ -79,7 +83,7 @@ public final class ShutdownRecordStore {
         r.abandoned = abandoned
         r.drainMs = drainMs
         r.stoppedAtNs = wallClockNanoseconds()
-        try AtomicFile.replace(Self.recordName, with: r.encoded(), in: fs)
+        try AtomicFile.replace(Self.recordName, with: r.encoded(), in: fs, syncDirectory: syncDirectory)
         current = r
     }
 

@@ -18,6 +18,16 @@ public struct SignalInfo: Sendable, Equatable {
     public let receivedAtNs: UInt64
 
     public var name: String { SignalSource.name(of: signal) }
+
+    /// For embedders and tests that drive a handler without a real signal.
+    public init(signal: Int32, senderPID: Int32, senderUID: UInt32, code: Int32, value: UInt64, receivedAtNs: UInt64) {
+        self.signal = signal
+        self.senderPID = senderPID
+        self.senderUID = senderUID
+        self.code = code
+        self.value = value
+        self.receivedAtNs = receivedAtNs
+    }
 }
 
 public enum SignalSource {

@@ -1,0 +1,145 @@
+import Glibc
+import Logging
+import VigilDurable
+import VigilLifecycle
+import VigilReactor
+import XCTest
+
+final class StopSequenceTests: XCTestCase {
+    private var fs: SimulatedStateFileSystem!
+    private var store: ShutdownRecordStore!
+    private var reactor: Reactor!
+    private var events: [String] = []
+
+    override func setUpWithError() throws {
+        fs = SimulatedStateFileSystem()
+        store = ShutdownRecordStore(fs: fs)
+        _ = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
+        reactor = try Reactor()
+        events = []
+    }
+
+    private func sequence(timeout: Duration, inFlight: @escaping () -> Int = { 0 }) -> StopSequence {
+        let s = StopSequence(reactor: reactor, store: store, budget: StopBudget(stopTimeout: timeout, source: .commandLine), logger: Logger(label: "test"))
+        s.inFlight = inFlight
+        s.onStopping.append { [unowned self] _ in
+            // The hook sees the stopping record already durable.
+            self.events.append("hook:" + (self.store.read() == .valid(self.store.current!) ? self.store.current!.state.rawValue : "?"))
+        }
+        return s
+    }
+
+    private func signal(_ s: Int32) -> SignalInfo {
+        SignalInfo(signal: s, senderPID: 77, senderUID: 0, code: 0, value: 0, receivedAtNs: monotonicNanoseconds())
+    }
+
+    private func runToStop(_ s: StopSequence) throws {
+        try runUntilStopped(s)
+    }
+
+    private func runUntilStopped(_ s: StopSequence, timeout: Double = 10) throws {
+        let deadline = monotonicNanoseconds() + UInt64(timeout * 1e9)
+        while s.phase != .stopped {
+            XCTAssertLessThan(monotonicNanoseconds(), deadline, "stop sequence did not finish")
+            if monotonicNanoseconds() > deadline { return }
+            try reactor.runOnce(timeoutMs: 20)
+        }
+    }
+
+    func testCleanDrainRecordsStoppingBeforeAnythingElseThenStopped() throws {
+        let s = sequence(timeout: .seconds(5))
+        let writesBefore = fs.journal.count
+        s.drain = { [unowned self] _ in
+            self.events.append("drain:" + self.store.current!.state.rawValue)
+            try? await self.reactor.sleep(for: .milliseconds(5))
+        }
+        s.handle(signal(SIGTERM))
+        // Synchronously inside handle(): the full durable write sequence, the hook; no drain yet.
+        XCTAssertEqual(Array(fs.journal[writesBefore...]), ["create shutdown.record.tmp", "write", "fsync", "rename shutdown.record.tmp shutdown.record", "fsync-dir"])
+        XCTAssertEqual(events, ["hook:stopping"])
+        try runToStop(s)
+        XCTAssertEqual(events, ["hook:stopping", "drain:stopping"])
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.state, .stopped)
+        XCTAssertEqual(r.outcome, .clean)
+        XCTAssertEqual(r.abandoned, 0)
+        XCTAssertEqual(r.signal, SIGTERM)
+        XCTAssertEqual(r.senderPID, 77)
+        XCTAssertEqual(s.exitCode, 0)
+    }
+
+    func testBudgetCutsTheDrainShortAndRecordsWhatWasAbandoned() throws {
+        var pending = 4
+        let s = sequence(timeout: .milliseconds(400), inFlight: { pending })
+        var cancelled = false
+        s.drain = { [unowned self] ctx in
+            pending -= 1  // one finishes quickly, three hang
+            do { try await self.reactor.sleep(for: .seconds(30)) } catch { cancelled = true }
+        }
+        let start = monotonicNanoseconds()
+        s.handle(signal(SIGTERM))
+        try runToStop(s)
+        let elapsedMs = (monotonicNanoseconds() - start) / 1_000_000
+        XCTAssertGreaterThanOrEqual(elapsedMs, 190, "drain budget is the timeout minus the margin (400 - 200: the margin is at most half)")
+        XCTAssertLessThan(elapsedMs, 400, "ended before the supervisor's timeout")
+        for _ in 0..<5 { try reactor.runOnce(timeoutMs: 10) }  // let the cancelled task observe it
+        XCTAssertTrue(cancelled)
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.outcome, .cutShort)
+        XCTAssertEqual(r.inFlight, 4)
+        XCTAssertEqual(r.abandoned, 3)
+        XCTAssertEqual(r.budgetMs, 200)
+        XCTAssertEqual(s.exitCode, 0, "a stop within budget is not a failure")
+    }
+
+    func testSecondSignalCutsShortAtOnce() throws {
+        let s = sequence(timeout: .seconds(30), inFlight: { 1 })
+        s.drain = { [unowned self] _ in try? await self.reactor.sleep(for: .seconds(30)) }
+        s.handle(signal(SIGTERM))
+        try reactor.runOnce(timeoutMs: 10)
+        XCTAssertEqual(s.phase, .draining)
+        s.handle(signal(SIGINT))
+        XCTAssertEqual(s.phase, .stopped)
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.outcome, .cutShort)
+        XCTAssertEqual(r.abandoned, 1)
+        XCTAssertEqual(r.signal, SIGTERM, "the record keeps the signal that started the stop")
+    }
+
+    func testSIGQUITSkipsTheDrain() throws {
+        let s = sequence(timeout: .seconds(30), inFlight: { 2 })
+        var drained = false
+        s.drain = { _ in drained = true }
+        s.handle(signal(SIGQUIT))
+        XCTAssertEqual(s.phase, .stopped)
+        try reactor.runOnce(timeoutMs: 10)
+        XCTAssertFalse(drained)
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.signal, SIGQUIT)
+        XCTAssertEqual(r.outcome, .cutShort)
+        XCTAssertEqual(r.abandoned, 2)
+    }
+
+    func testUnwritableRecordStillStopsButExitsNonZero() throws {
+        let s = sequence(timeout: .seconds(5))
+        fs.failWith = .noSpace
+        s.handle(signal(SIGTERM))
+        try runToStop(s)
+        XCTAssertEqual(s.exitCode, 1)
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.state, .running, "the durable record is the last one that could be written")
+    }
+
+    func testBudgetRules() throws {
+        XCTAssertEqual(StopBudget(stopTimeout: .seconds(10), source: .commandLine).drainBudget, .seconds(9))
+        XCTAssertEqual(StopBudget(stopTimeout: .seconds(90), source: .commandLine).safetyMargin, .seconds(2))
+        XCTAssertEqual(StopBudget(stopTimeout: .seconds(1), source: .commandLine).safetyMargin, .milliseconds(250))
+        XCTAssertEqual(StopBudget(stopTimeout: .milliseconds(200), source: .commandLine).drainBudget, .milliseconds(100))
+        XCTAssertEqual(try StopBudget.resolve(commandLine: "2.5", environment: "7").stopTimeout, .milliseconds(2500))
+        XCTAssertEqual(try StopBudget.resolve(commandLine: nil, environment: "7").source, .environment)
+        XCTAssertEqual(try StopBudget.resolve(commandLine: nil, environment: nil).stopTimeout, StopBudget.defaultStopTimeout)
+        for bad in ["0", "-1", "abc", "inf", "nan"] {
+            XCTAssertThrowsError(try StopBudget.resolve(commandLine: bad, environment: nil), bad)
+        }
+    }
+}
