@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "VigilLifecycle", targets: ["VigilLifecycle"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
         .executable(name: "vigild", targets: ["vigild"]),
+        .executable(name: "vigilctl", targets: ["vigilctl"]),
         .executable(name: "vigil-bench", targets: ["vigil-bench"]),
     ],
     dependencies: [
@@ -70,6 +71,13 @@ let package = Package(
                 "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "vigilctl",
+            dependencies: [
+                "VigilDurable", "VigilLifecycle",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(

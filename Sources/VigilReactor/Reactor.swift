@@ -46,6 +46,8 @@ public final class Reactor: @unchecked Sendable {
     private var signalFD: Int32 = -1
     private var signalToken: UInt64 = .max
     private var signalHandlers: [Int32: (SignalInfo) -> Void] = [:]
+    /// Bit (n-1) set for each handled signal n < 64, as in sigset_t's first word.
+    private var handledSignalMask: UInt64 = 0
 
     // Timers
     private var timers = TimerQueue()
@@ -161,12 +163,23 @@ public final class Reactor: @unchecked Sendable {
     public func onSignal(_ signal: Int32, handler: @escaping (SignalInfo) -> Void) throws(SystemCallError) {
         SignalSource.block([signal])
         signalHandlers[signal] = handler
+        if signal < 64 { handledSignalMask |= 1 << UInt64(signal - 1) }
         let all = Array(signalHandlers.keys)
         let firstTime = signalFD < 0
         signalFD = try SignalSource.signalfd(existing: signalFD, signals: all)
         if firstTime {
             signalToken = try register(signalFD, interest: .readable) { [unowned self] _ in self.drainSignals() }.raw
         }
+    }
+
+    /// Whether a handled signal is pending (blocked, not yet read). One
+    /// rt_sigpending(2) — cheap next to a callback that does I/O.
+    @inline(__always)
+    private func handledSignalPending() -> Bool {
+        var pending = sigset_t()
+        sigpending(&pending)
+        let firstWord = withUnsafeBytes(of: &pending) { $0.load(as: UInt64.self) }
+        return firstWord & handledSignalMask != 0
     }
 
     private func drainSignals() {
@@ -302,9 +315,15 @@ public final class Reactor: @unchecked Sendable {
                     break
                 }
             }
+            let watchSignals = signalFD >= 0
             for i in 0..<n {
                 let raw = events[i].data.u64
                 if raw == signalToken { continue }
+                // epoll's ready list is FIFO: under load a signal that arrives
+                // mid-batch would wait behind every ready connection (measured:
+                // ~1–3 ms at 256×16). Checking before each callback bounds the
+                // delay to one callback.
+                if watchSignals && handledSignalPending() { drainSignals() }
                 // Looked up per event: an earlier handler of this batch may
                 // have deregistered this token.
                 guard let handler = registry.handler(forRaw: raw) else { continue }

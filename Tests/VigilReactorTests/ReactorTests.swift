@@ -117,6 +117,30 @@ final class ReactorTests: XCTestCase {
         XCTAssertEqual(Set(order), ["signal", "fd", "timer"])
     }
 
+    func testSignalArrivingMidBatchRunsBeforeTheNextCallback() throws {
+        let r = try Reactor()
+        var order: [String] = []
+        var pipes: [(read: Int32, write: Int32)] = []
+        defer { for p in pipes { close(p.read); close(p.write) } }
+        try r.onSignal(SIGUSR2) { _ in order.append("signal") }
+        for i in 0..<8 {
+            let p = makePipe()
+            pipes.append(p)
+            _ = try r.register(p.read, interest: .readable) { _ in
+                order.append("fd\(i)")
+                var b: UInt8 = 0
+                _ = Glibc.read(p.read, &b, 1)
+                // The first callback of the batch triggers the signal: it is not
+                // in this epoll batch, yet must run before the next callback.
+                if order.count == 1 { raiseOnThisThread(SIGUSR2) }
+            }
+            writeByte(p.write)
+        }
+        try r.runOnce(timeoutMs: 1000)
+        XCTAssertEqual(order.count, 9, "\(order)")
+        XCTAssertEqual(order[1], "signal", "\(order)")
+    }
+
     func testSignalInfoCarriesTheSender() throws {
         let r = try Reactor()
         var got: SignalInfo?

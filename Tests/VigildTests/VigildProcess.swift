@@ -17,7 +17,7 @@ final class VigildProcess {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("vigild").path
     }
 
-    init(arguments: [String]? = nil, environment: [String: String] = [:], stateDir: String? = nil) throws {
+    init(arguments: [String]? = nil, environment: [String: String] = [:], stateDir: String? = nil, executable: String? = nil) throws {
         let base = NSTemporaryDirectory() + "vigild-test-\(getpid())-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         self.stateDir = stateDir ?? base + "/state"
@@ -26,7 +26,7 @@ final class VigildProcess {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             throw XCTSkip("vigild is not built at \(Self.binary): run `swift build` first")
         }
-        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.executableURL = URL(fileURLWithPath: executable ?? Self.binary)
         process.arguments = arguments ?? ["--listen", "127.0.0.1:0", "--state-dir", self.stateDir]
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
@@ -66,7 +66,14 @@ final class VigildProcess {
         return process.terminationStatus
     }
 
-    func signal(_ s: Int32) { kill(pid, s) }
+    func signal(_ s: Int32) { kill(daemonPID, s) }
+
+    /// vigild's own pid from its "ready" line (differs from `pid` when it
+    /// runs under a tracer).
+    var daemonPID: pid_t {
+        guard let r = log.range(of: #"vigild ready \(pid (\d+)"#, options: .regularExpression) else { return pid }
+        return pid_t(log[r].split(separator: " ").last!) ?? pid
+    }
 
     /// Thread names of the daemon, io_uring's kernel workers excluded.
     func threads() -> [String] {
