@@ -1,0 +1,95 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// Read-only and full state directories, on small tmpfs mounts (root only).
+final class BadStateDirectoryTests: XCTestCase {
+    private var mountPoint = ""
+
+    override func setUpWithError() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to mount a tmpfs") }
+        mountPoint = NSTemporaryDirectory() + "vigil-tmpfs-\(getpid())-\(name.filter(\.isLetter).suffix(20))"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        _ = try? mountCmd(["umount", mountPoint])
+        try? FileManager.default.removeItem(atPath: mountPoint)
+    }
+
+    @discardableResult
+    private func mountCmd(_ args: [String]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    private func mountTmpfs(size: String) throws {
+        guard try mountCmd(["mount", "-t", "tmpfs", "-o", "size=\(size),mode=0700", "tmpfs", mountPoint]) == 0 else {
+            throw XCTSkip("mounting a tmpfs is not permitted here")
+        }
+    }
+
+    /// Fills the file system until ENOSPC.
+    private func fill() {
+        let fd = open(mountPoint + "/filler", O_WRONLY | O_CREAT, 0o600)
+        let chunk = [UInt8](repeating: 0xAB, count: 4096)
+        while chunk.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
+        close(fd)
+    }
+
+    func testReadOnlyStateDirectoryExits73WithAClearMessage() throws {
+        try mountTmpfs(size: "1m")
+        let state = mountPoint + "/state"
+        let first = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
+        try first.waitUntilListening()
+        first.signal(SIGTERM)
+        XCTAssertEqual(try first.waitForExit(), 0)
+        XCTAssertEqual(try mountCmd(["mount", "-o", "remount,ro", mountPoint]), 0)
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
+        XCTAssertEqual(try d.waitForExit(), 73)
+        XCTAssertTrue(d.log.contains("state directory \(state) is unusable"), d.log)
+        XCTAssertTrue(d.log.contains("Read-only file system"), d.log)
+        // The clean record of the earlier run is untouched and still readable.
+        XCTAssertEqual(try classification(state), "clean")
+    }
+
+    func testFullDiskAtStartExits73AndKeepsThePreviousRecord() throws {
+        try mountTmpfs(size: "256k")
+        let state = mountPoint + "/state"
+        let first = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
+        try first.waitUntilListening()
+        first.signal(SIGTERM)
+        XCTAssertEqual(try first.waitForExit(), 0)
+        fill()
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
+        XCTAssertEqual(try d.waitForExit(), 73)
+        XCTAssertTrue(d.log.contains("cannot make the shutdown record durable"), d.log)
+        XCTAssertTrue(d.log.contains("No space left on device"), d.log)
+        XCTAssertEqual(try classification(state), "clean", "the previous record survives a failed start")
+        unlink(mountPoint + "/filler")
+        let again = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
+        try again.waitUntilListening()
+        XCTAssertTrue(again.log.contains("previous run: clean"), again.log)
+        again.signal(SIGTERM)
+        XCTAssertEqual(try again.waitForExit(), 0, "space is back: recovered")
+    }
+
+    func testFullDiskAtStopIsReportedAndExitsNonZero() throws {
+        try mountTmpfs(size: "256k")
+        let state = mountPoint + "/state"
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
+        try d.waitUntilListening()
+        fill()
+        d.signal(SIGTERM)
+        XCTAssertEqual(try d.waitForExit(), 1, "a record that could not be made durable is a failure")
+        XCTAssertTrue(d.log.contains("the stopping record is NOT durable"), d.log)
+        XCTAssertTrue(d.log.contains("No space left on device"), d.log)
+        // What is on disk is the truth as far as it could be written: running.
+        XCTAssertEqual(try classification(state), "crash")
+    }
+}
