@@ -306,8 +306,9 @@ public final class Reactor: @unchecked Sendable {
     public func runOnce(timeoutMs: Int32 = -1) throws(SystemCallError) {
         loopThread = pthread_self()
         disk.flush()
-        let pending = !local.isEmpty || (disk.kind == .syscalls && disk.inFlight > 0 && !local.isEmpty)
-        let n = try Syscall.epollWait(epfd, events, Int32(eventCapacity), timeoutMs: pending ? 0 : timeoutMs)
+        // Queued jobs (including the syscall backend's completions, queued by
+        // its flush) mean: poll without sleeping.
+        let n = try Syscall.epollWait(epfd, events, Int32(eventCapacity), timeoutMs: local.isEmpty ? timeoutMs : 0)
         if n > 0 {
             if signalFD >= 0 {
                 for i in 0..<n where events[i].data.u64 == signalToken {

@@ -92,4 +92,23 @@ final class BadStateDirectoryTests: XCTestCase {
         // What is on disk is the truth as far as it could be written: running.
         XCTAssertEqual(try classification(state), "crash")
     }
+
+    func testStateDirectoryWithoutPermissionExits73() throws {
+        // Root bypasses permission checks, so run vigild as nobody against a
+        // root-owned 0700 directory.
+        let setpriv = "/usr/bin/setpriv"
+        guard FileManager.default.isExecutableFile(atPath: setpriv) else { throw XCTSkip("setpriv (util-linux) not installed") }
+        let state = mountPoint + "/state"
+        XCTAssertEqual(mkdir(state, 0o700), 0)
+        chmod(mountPoint, 0o755)
+        let d = try VigildProcess(arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", VigildProcess.binary,
+                                              "--listen", "127.0.0.1:0", "--state-dir", state], executable: setpriv)
+        let status = try d.waitForExit()
+        if d.log.contains("Permission denied") && d.log.contains("vigild") == false {
+            throw XCTSkip("the test binary is not reachable for user nobody here: \(d.log)")
+        }
+        XCTAssertEqual(status, 73, d.log)
+        XCTAssertTrue(d.log.contains("state directory \(state) is unusable"), d.log)
+        XCTAssertTrue(d.log.contains("Permission denied"), d.log)
+    }
 }
