@@ -113,4 +113,47 @@ public final class PosixStateFileSystem: StateFileSystem {
         var st = stat()
         return fstatat(directoryFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0
     }
+
+    public func list() throws(SystemCallError) -> [String] {
+        let fd = openat(directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw SystemCallError("open(\(path))", Errno(rawValue: Glibc.errno)) }
+        guard let dir = fdopendir(fd) else {
+            Glibc.close(fd)
+            throw SystemCallError("fdopendir(\(path))", Errno(rawValue: Glibc.errno))
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    public func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle {
+        let fd = openat(directoryFD, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw SystemCallError("open(\(name))", Errno(rawValue: Glibc.errno)) }
+        return fd
+    }
+
+    public func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { pwrite(handle, $0.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+            if n < 0 {
+                let e = Errno(rawValue: Glibc.errno)
+                if e == .interrupted { continue }
+                throw SystemCallError("pwrite", e)
+            }
+            done += n
+        }
+    }
+
+    public func dataSync(_ handle: StateFileHandle) throws(SystemCallError) {
+        if fdatasync(handle) != 0 { throw SystemCallError("fdatasync", Errno(rawValue: Glibc.errno)) }
+    }
+
+    public func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) {
+        if ftruncate(handle, off_t(size)) != 0 { throw SystemCallError("ftruncate", Errno(rawValue: Glibc.errno)) }
+    }
 }

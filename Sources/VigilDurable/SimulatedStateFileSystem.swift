@@ -29,15 +29,18 @@ public final class SimulatedStateFileSystem: StateFileSystem {
     public private(set) var steps = 0
     /// Throw `SimulatedCrash` instead of performing mutating operation number `crashAtStep` (0-based).
     public var crashAtStep: Int?
-    /// Make every mutating operation fail with this errno (e.g. ENOSPC, EIO).
+    /// Make mutating operations fail with this errno: ENOSPC fails those that
+    /// allocate (create, write), any other errno (EIO, EROFS) fails all.
     public var failWith: Errno?
     /// A log of the operations, for assertions on ordering.
     public private(set) var journal: [String] = []
 
     public init() {}
 
-    private func step(_ what: String) throws(SystemCallError) {
-        if let e = failWith { throw SystemCallError(what, e) }
+    private func step(_ what: String, allocates: Bool = false) throws(SystemCallError) {
+        // A full disk refuses what allocates (create, write); syncing,
+        // renaming and shrinking still work. Other errors hit everything.
+        if let e = failWith, allocates || e != .noSpace { throw SystemCallError(what, e) }
         if let c = crashAtStep, steps == c {
             crashAtStep = nil
             // Surfaced as an error the caller cannot handle specially: the
@@ -68,7 +71,7 @@ public final class SimulatedStateFileSystem: StateFileSystem {
     }
 
     public func create(_ name: String) throws(SystemCallError) -> StateFileHandle {
-        try step("create \(name)")
+        try step("create \(name)", allocates: true)
         let id: Int
         if let existing = names[name] {
             id = existing
@@ -86,7 +89,7 @@ public final class SimulatedStateFileSystem: StateFileSystem {
     }
 
     public func write(_ handle: StateFileHandle, _ bytes: [UInt8]) throws(SystemCallError) {
-        try step("write")
+        try step("write", allocates: true)
         guard let id = handles[handle] else { throw SystemCallError("write", .badFileDescriptor) }
         inodes[id]!.data.append(contentsOf: bytes)
     }
@@ -119,6 +122,38 @@ public final class SimulatedStateFileSystem: StateFileSystem {
     }
 
     public func exists(_ name: String) -> Bool { names[name] != nil }
+
+    public func list() throws(SystemCallError) -> [String] { fileNames }
+
+    public func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle {
+        guard let id = names[name] else { throw SystemCallError("open(\(name))", .noSuchFileOrDirectory) }
+        let h = nextHandle
+        nextHandle += 1
+        handles[h] = id
+        return h
+    }
+
+    public func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) {
+        try step("pwrite", allocates: true)
+        guard let id = handles[handle] else { throw SystemCallError("pwrite", .badFileDescriptor) }
+        let inode = inodes[id]!
+        let end = Int(offset) + bytes.count
+        if inode.data.count < end { inode.data.append(contentsOf: [UInt8](repeating: 0, count: end - inode.data.count)) }
+        inode.data.replaceSubrange(Int(offset)..<end, with: bytes)
+    }
+
+    public func dataSync(_ handle: StateFileHandle) throws(SystemCallError) {
+        try step("fdatasync")
+        guard let id = handles[handle] else { throw SystemCallError("fdatasync", .badFileDescriptor) }
+        inodes[id]!.durable = inodes[id]!.data
+    }
+
+    public func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) {
+        try step("ftruncate")
+        guard let id = handles[handle] else { throw SystemCallError("ftruncate", .badFileDescriptor) }
+        let inode = inodes[id]!
+        if inode.data.count > Int(size) { inode.data.removeSubrange(Int(size)...) }
+    }
 
     /// Names currently visible (volatile view).
     public var fileNames: [String] { names.keys.sorted() }

@@ -24,4 +24,16 @@ public protocol StateFileSystem: AnyObject {
     func syncDirectory() throws(SystemCallError)
     func remove(_ name: String) throws(SystemCallError)
     func exists(_ name: String) -> Bool
+
+    // Appending to existing files (the journal's segments).
+    /// Names in the directory (not "." or "..").
+    func list() throws(SystemCallError) -> [String]
+    /// Opens an existing file for positioned writes (no truncation).
+    func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle
+    /// pwrite(2) of all of `bytes` at `offset`.
+    func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError)
+    /// fdatasync(2).
+    func dataSync(_ handle: StateFileHandle) throws(SystemCallError)
+    /// ftruncate(2).
+    func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError)
 }

@@ -237,6 +237,13 @@ public final class Reactor: @unchecked Sendable {
         enqueue(.closure(work))
     }
 
+    /// Runs `work` on the loop in a later iteration; loop thread only (no
+    /// `@Sendable` requirement, unlike `execute`).
+    public func deliverOnLoop(_ work: @escaping () -> Void) {
+        assertOnLoop()
+        local.append(.closure(work))
+    }
+
     func enqueue(_ work: Work) {
         if isOnLoopThread {
             local.append(work)

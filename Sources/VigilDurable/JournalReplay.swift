@@ -1,0 +1,171 @@
+// Replay at start-up: snapshot, then segments in order. Stops at the first
+// invalid record of a segment; if intact records follow (found by their
+// sync word, CRC and sequence), the damaged range is reported and replay
+// goes on; otherwise it is a torn tail, cut off and reported. Nothing is
+// skipped silently.
+import Glibc
+import Logging
+import VigilReactor
+
+public struct JournalReplayReport: Sendable, Equatable {
+    public struct Range: Sendable, Equatable, CustomStringConvertible {
+        public let segment: String
+        public let offset: UInt64
+        public let bytes: UInt64
+        public var description: String { "\(segment) at offset \(offset), \(bytes) bytes" }
+
+        public init(segment: String, offset: UInt64, bytes: UInt64) {
+            self.segment = segment
+            self.offset = offset
+            self.bytes = bytes
+        }
+    }
+
+    public var snapshotSequence: UInt64?
+    /// A snapshot that could not be read (its state is lost; reported loudly).
+    public var snapshotProblem: String?
+    public var segmentsRead = 0
+    public var recordsReplayed = 0
+    /// Torn tails cut off (normal after a crash: never acknowledged data).
+    public var truncated: [Range] = []
+    /// Damaged ranges in the middle (bit rot, overwritten blocks): records lost.
+    public var damaged: [Range] = []
+    /// Sequence numbers missing between intact records (from damaged ranges).
+    public var missingSequences: UInt64 = 0
+    public var createdSegment: String?
+    public var durationNs: UInt64 = 0
+
+    public var summary: String {
+        var s = "journal replay: \(recordsReplayed) records from \(segmentsRead) segment(s)"
+        if let seq = snapshotSequence { s += " after snapshot at sequence \(seq)" }
+        s += " in \(durationNs / 1_000_000) ms"
+        for t in truncated { s += "; torn tail dropped: \(t)" }
+        for d in damaged { s += "; DAMAGED range skipped: \(d)" }
+        if missingSequences > 0 { s += "; \(missingSequences) record(s) lost in damaged ranges" }
+        if let p = snapshotProblem { s += "; SNAPSHOT UNREADABLE: \(p)" }
+        return s
+    }
+}
+
+struct JournalReplayer {
+    let fs: any StateFileSystem
+    let logger: Logger
+
+    struct Result {
+        var state: JournalState
+        var lastSequence: UInt64
+        /// Segments in order; the last one is the append target.
+        var segments: [String]
+        /// Where to append in the last segment (nil: no usable segment).
+        var appendOffset: UInt64?
+        var report: JournalReplayReport
+    }
+
+    func replay() throws(SystemCallError) -> Result {
+        let start = monotonicNanoseconds()
+        var report = JournalReplayReport()
+        var state = JournalState()
+        var last: UInt64 = 0
+        if let bytes = try fs.read(JournalSnapshot.fileName) {
+            do {
+                let (s, seq) = try JournalSnapshot.decode(bytes)
+                state = s
+                last = seq
+                report.snapshotSequence = seq
+            } catch {
+                report.snapshotProblem = error.reason
+            }
+        }
+        var segments = try fs.list().compactMap { name in JournalFormat.firstSequence(ofSegment: name).map { (name, $0) } }
+            .sorted { $0.1 < $1.1 }.map(\.0)
+        var appendOffset: UInt64?
+        var index = 0
+        while index < segments.count {
+            let name = segments[index]
+            let isLast = index == segments.count - 1
+            guard let bytes = try fs.read(name) else { index += 1; continue }
+            report.segmentsRead += 1
+            let outcome = bytes.withUnsafeBytes { b in
+                replaySegment(name: name, b, isLast: isLast, state: &state, last: &last, report: &report)
+            }
+            switch outcome {
+            case .ok(let end):
+                if isLast { appendOffset = end }
+            case .tornTail(let end):
+                // Cut it off so the next append starts on a clean end.
+                let h = try fs.openForWriting(name)
+                defer { try? fs.close(h) }
+                try fs.truncate(h, to: end)
+                try fs.sync(h)
+                if isLast { appendOffset = end }
+            case .unusable:
+                // A last segment whose header never became durable: it was
+                // being created when the process died; nothing was in it.
+                try fs.remove(name)
+                try fs.syncDirectory()
+                segments.remove(at: index)
+                continue
+            }
+            index += 1
+        }
+        // Whatever is still open belonged to a run that is gone.
+        state.endRun()
+        report.durationNs = monotonicNanoseconds() - start
+        return Result(state: state, lastSequence: last, segments: segments, appendOffset: appendOffset, report: report)
+    }
+
+    enum SegmentOutcome {
+        case ok(end: UInt64)
+        case tornTail(end: UInt64)
+        case unusable
+    }
+
+    private func replaySegment(name: String, _ b: UnsafeRawBufferPointer, isLast: Bool,
+                               state: inout JournalState, last: inout UInt64, report: inout JournalReplayReport) -> SegmentOutcome {
+        var pos = JournalFormat.segmentHeaderSize
+        if JournalFormat.parseSegmentHeader(b) == nil {
+            if isLast && b.count <= JournalFormat.segmentHeaderSize { return .unusable }
+            report.damaged.append(.init(segment: name, offset: 0, bytes: UInt64(min(b.count, pos))))
+            if b.count <= pos { return .ok(end: UInt64(b.count)) }
+        }
+        while pos < b.count {
+            switch JournalFormat.parseFrame(UnsafeRawBufferPointer(rebasing: b[pos...])) {
+            case .record(let record, let seq, let size):
+                if seq > last {
+                    if last > 0 && seq != last + 1 { report.missingSequences += seq - last - 1 }
+                    state.apply(record)
+                    last = seq
+                    report.recordsReplayed += 1
+                }
+                pos += size
+            case .incomplete, .invalid:
+                if let next = nextIntactFrame(b, after: pos, last: last) {
+                    report.damaged.append(.init(segment: name, offset: UInt64(pos), bytes: UInt64(next - pos)))
+                    pos = next
+                    continue
+                }
+                let dropped = UInt64(b.count - pos)
+                if isLast {
+                    report.truncated.append(.init(segment: name, offset: UInt64(pos), bytes: dropped))
+                    return .tornTail(end: UInt64(pos))
+                }
+                report.damaged.append(.init(segment: name, offset: UInt64(pos), bytes: dropped))
+                return .ok(end: UInt64(b.count))
+            }
+        }
+        return .ok(end: UInt64(pos))
+    }
+
+    /// The next offset after `pos` holding an intact frame with a newer sequence.
+    private func nextIntactFrame(_ b: UnsafeRawBufferPointer, after pos: Int, last: UInt64) -> Int? {
+        var i = pos + 1
+        let s0 = UInt8(truncatingIfNeeded: JournalFormat.sync)
+        while i + JournalFormat.recordHeaderSize <= b.count {
+            if b[i] == s0, case .record(_, let seq, _) = JournalFormat.parseFrame(UnsafeRawBufferPointer(rebasing: b[i...])), seq > last {
+                return i
+            }
+            i += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,72 @@
+// What the journal says about sessions and turns: rebuilt by replay, kept up
+// to date as records become durable. Applying a record is the only way it
+// changes, so the live state and a replayed one cannot differ.
+
+public struct SessionRecord: Equatable, Sendable {
+    /// Turns accepted and not completed, in acceptance order.
+    public var openTurns: [String] = []
+    /// Turns that were open when their run ended, not yet acknowledged by the client.
+    public var interruptedTurns: [String] = []
+
+    public init(openTurns: [String] = [], interruptedTurns: [String] = []) {
+        self.openTurns = openTurns
+        self.interruptedTurns = interruptedTurns
+    }
+}
+
+public enum SessionStatus: String, Sendable {
+    case new, active, interrupted
+}
+
+public struct JournalState: Equatable, Sendable {
+    public private(set) var sessions: [String: SessionRecord] = [:]
+    /// Number of turns accepted and not completed, over all sessions.
+    public private(set) var openTurnCount = 0
+
+    public init() {}
+
+    init(sessions: [String: SessionRecord]) {
+        self.sessions = sessions
+        openTurnCount = sessions.values.reduce(0) { $0 + $1.openTurns.count }
+    }
+
+    public func status(of session: String) -> SessionStatus {
+        guard let s = sessions[session] else { return .new }
+        return s.interruptedTurns.isEmpty ? .active : .interrupted
+    }
+
+    /// Sessions with interrupted turns, sorted by name.
+    public var interruptedSessions: [String] {
+        sessions.filter { !$0.value.interruptedTurns.isEmpty }.map(\.key).sorted()
+    }
+
+    public mutating func apply(_ record: JournalRecord) {
+        switch record {
+        case .sessionOpened(let s):
+            if sessions[s] == nil { sessions[s] = SessionRecord() }
+        case .turnAccepted(let s, let id, _):
+            sessions[s, default: SessionRecord()].openTurns.append(id)
+            openTurnCount += 1
+        case .turnCompleted(let s, let id, _):
+            if let i = sessions[s]?.openTurns.firstIndex(of: id) {
+                sessions[s]!.openTurns.remove(at: i)
+                openTurnCount -= 1
+            }
+        case .runStarted:
+            endRun()
+        case .interruptionCleared(let s):
+            sessions[s]?.interruptedTurns = []
+        }
+    }
+
+    /// The run that wrote the open turns is gone: they are interrupted.
+    mutating func endRun() {
+        guard openTurnCount > 0 else { return }
+        for (name, var s) in sessions where !s.openTurns.isEmpty {
+            s.interruptedTurns.append(contentsOf: s.openTurns)
+            s.openTurns = []
+            sessions[name] = s
+        }
+        openTurnCount = 0
+    }
+}

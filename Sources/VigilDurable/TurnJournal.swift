@@ -1,0 +1,282 @@
+// The turn journal: append-only segments of framed records, group-committed
+// on the reactor (docs/journal.md).
+//
+// Durability contract: an append's completion reports success only once
+// its record, and every record before it, is on disk (write + fdatasync
+// returned). Appends made during one loop iteration go to the kernel as one
+// write followed by one fdatasync; only one such batch is in flight at a
+// time — were two in flight, the second's fdatasync could return before the
+// first's write landed, and a crash would leave a hole that replay stops at,
+// dropping acknowledged records after it. Appends arriving meanwhile form
+// the next batch: the busier the daemon, the larger the batches.
+import Glibc
+import Logging
+import VigilReactor
+
+public enum JournalError: Error, Equatable, CustomStringConvertible {
+    /// The disk is full: nothing of this batch is durable; retry later.
+    case noSpace(SystemCallError)
+    /// An I/O error: the journal stops accepting appends (the state of the
+    /// page cache after a failed fsync is unknowable).
+    case failed(SystemCallError)
+    case closed
+    /// A record larger than the format allows.
+    case tooLarge(Int)
+
+    public var description: String {
+        switch self {
+        case .noSpace(let e): "journal: disk full (\(e))"
+        case .failed(let e): "journal: I/O failure, appends disabled (\(e))"
+        case .closed: "journal: closed"
+        case .tooLarge(let n): "journal: record of \(n) bytes exceeds the limit"
+        }
+    }
+}
+
+public final class TurnJournal {
+    public struct Options: Sendable {
+        /// A new segment is started once the current one exceeds this.
+        public var segmentLimit: UInt64 = 64 << 20
+        /// Compact (snapshot + delete old segments) when this many full segments pile up.
+        public var compactAfterSegments = 4
+        public init() {}
+    }
+
+    public let io: any JournalIO
+    let reactor: Reactor
+    let logger: Logger
+    let options: Options
+
+    /// Sessions and turns as of the last durable record.
+    public private(set) var state: JournalState
+    /// What replay found at open.
+    public let report: JournalReplayReport
+
+    private var segmentName: String
+    private var segmentHandle: StateFileHandle
+    private var appendOffset: UInt64
+    private var closedSegments: [String]
+    /// Sequence of the last durable record.
+    public private(set) var durableSequence: UInt64
+
+    private var queue: [(record: JournalRecord, completion: (Result<UInt64, JournalError>) -> Void)] = []
+    private var batchInFlight = false
+    private var failure: JournalError?
+    private var isClosed = false
+    private var idleWaiters: [() -> Void] = []
+
+    /// Statistics for benchmarks and `stats`.
+    public private(set) var batchesWritten = 0
+    public private(set) var recordsWritten = 0
+
+    /// Opens the journal in `io.fs` (replaying it), registers the group
+    /// commit with the reactor. Synchronous: this is start-up.
+    public init(io: any JournalIO, reactor: Reactor, logger: Logger, options: Options = Options()) throws(SystemCallError) {
+        self.io = io
+        self.reactor = reactor
+        self.logger = logger
+        self.options = options
+        var replay = try JournalReplayer(fs: io.fs, logger: logger).replay()
+        state = replay.state
+        durableSequence = replay.lastSequence
+        closedSegments = replay.segments
+        if let last = closedSegments.popLast(), let end = replay.appendOffset {
+            segmentName = last
+            segmentHandle = try io.fs.openForWriting(last)
+            appendOffset = end
+        } else {
+            // No usable segment: start one after everything known.
+            let name = JournalFormat.segmentName(firstSequence: durableSequence + 1)
+            segmentHandle = try Self.createSegment(name, firstSequence: durableSequence + 1, fs: io.fs)
+            segmentName = name
+            appendOffset = UInt64(JournalFormat.segmentHeaderSize)
+            replay.report.createdSegment = name
+        }
+        report = replay.report
+        reactor.onIteration { [unowned self] in self.submitBatch() }
+    }
+
+    static func createSegment(_ name: String, firstSequence: UInt64, fs: any StateFileSystem) throws(SystemCallError) -> StateFileHandle {
+        // Header durable and the name durable before any record goes in.
+        let h = try fs.create(name)
+        do throws(SystemCallError) {
+            try fs.write(h, JournalFormat.segmentHeader(firstSequence: firstSequence))
+            try fs.sync(h)
+            try fs.syncDirectory()
+        } catch {
+            try? fs.close(h)
+            throw error
+        }
+        return h
+    }
+
+    /// Records accepted but not yet durable, or durable but not yet reported.
+    public var pendingAppends: Int { queue.count + (batchInFlight ? 1 : 0) }
+
+    /// Appends `record`; `completion` runs on the loop with its sequence
+    /// number once it is durable, or with the error.
+    public func append(_ record: JournalRecord, completion: @escaping (Result<UInt64, JournalError>) -> Void) {
+        if isClosed { return completion(.failure(.closed)) }
+        if let failure { return completion(.failure(failure)) }
+        queue.append((record, completion))
+    }
+
+    /// Appends and waits until durable.
+    public func append(_ record: JournalRecord) async throws(JournalError) -> UInt64 {
+        reactor.assertOnLoopPublic()
+        let result: Result<UInt64, JournalError> = await withCheckedContinuation { cont in
+            append(record) { cont.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Called at the end of every loop iteration: everything queued since
+    /// the last batch goes out as one write + fdatasync.
+    private func submitBatch() {
+        guard !batchInFlight, !queue.isEmpty else { return }
+        let batch = queue
+        queue.removeAll(keepingCapacity: true)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(batch.count * 64)
+        var seq = durableSequence
+        for item in batch {
+            seq += 1
+            JournalFormat.appendFrame(item.record, sequence: seq, to: &bytes)
+        }
+        if appendOffset > UInt64(JournalFormat.segmentHeaderSize) && appendOffset + UInt64(bytes.count) > options.segmentLimit {
+            do { try rollOver(firstSequence: durableSequence + 1) } catch {
+                fail(batch, with: classify(error))
+                return
+            }
+        }
+        batchInFlight = true
+        let offset = appendOffset
+        io.writeAndSync(segmentHandle, bytes, at: offset) { [unowned self] error in
+            self.batchInFlight = false
+            if let error {
+                // The file may now hold part (or all) of the failed batch
+                // beyond appendOffset. Its sequence numbers will be reused by
+                // the next batch, so those bytes must go: replay could
+                // otherwise resync onto a stale frame and resurrect it.
+                var outcome = self.classify(error)
+                do throws(SystemCallError) {
+                    try self.io.fs.truncate(self.segmentHandle, to: offset)
+                    try self.io.fs.dataSync(self.segmentHandle)
+                } catch {
+                    outcome = .failed(error)
+                }
+                self.fail(batch, with: outcome)
+                return
+            }
+            self.appendOffset = offset + UInt64(bytes.count)
+            self.batchesWritten += 1
+            self.recordsWritten += batch.count
+            var s = self.durableSequence
+            for item in batch {
+                s += 1
+                self.state.apply(item.record)
+            }
+            self.durableSequence = s
+            // Completions after the state is updated, in sequence order.
+            var n = s - UInt64(batch.count)
+            for item in batch {
+                n += 1
+                item.completion(.success(n))
+            }
+            self.compactIfNeeded()
+            if self.queue.isEmpty { self.notifyIdle() }
+        }
+    }
+
+    private func classify(_ e: SystemCallError) -> JournalError {
+        e.errno == .noSpace || e.errno == .diskQuotaExceeded ? .noSpace(e) : .failed(e)
+    }
+
+    private func fail(_ batch: [(record: JournalRecord, completion: (Result<UInt64, JournalError>) -> Void)], with error: JournalError) {
+        if case .failed = error {
+            failure = error
+            logger.critical("\(error)")
+        } else {
+            logger.error("\(error); \(batch.count) appends refused")
+        }
+        for item in batch { item.completion(.failure(error)) }
+        if case .failed = error {
+            let rest = queue
+            queue.removeAll()
+            for item in rest { item.completion(.failure(error)) }
+        }
+        if queue.isEmpty { notifyIdle() }
+    }
+
+    private func rollOver(firstSequence: UInt64) throws(SystemCallError) {
+        let name = JournalFormat.segmentName(firstSequence: firstSequence)
+        let h = try Self.createSegment(name, firstSequence: firstSequence, fs: io.fs)
+        try? io.fs.close(segmentHandle)
+        closedSegments.append(segmentName)
+        segmentName = name
+        segmentHandle = h
+        appendOffset = UInt64(JournalFormat.segmentHeaderSize)
+        logger.debug("journal: new segment \(name)")
+    }
+
+    private func compactIfNeeded() {
+        guard closedSegments.count >= options.compactAfterSegments else { return }
+        do { try compact(includingCurrent: false) } catch {
+            logger.error("journal compaction failed (segments kept): \(error)")
+        }
+    }
+
+    /// Snapshot of the durable state, then the segments it covers are removed.
+    /// A crash in between leaves segments whose records replay skips.
+    private func compact(includingCurrent: Bool) throws(SystemCallError) {
+        try AtomicFile.replace(JournalSnapshot.fileName, with: JournalSnapshot.encode(state, coveredSequence: durableSequence), in: io.fs)
+        var removed = closedSegments
+        closedSegments = []
+        if includingCurrent {
+            try? io.fs.close(segmentHandle)
+            segmentHandle = -1
+            removed.append(segmentName)
+        }
+        for name in removed { try io.fs.remove(name) }
+        try io.fs.syncDirectory()
+        logger.info("journal compacted: snapshot at sequence \(durableSequence), \(removed.count) segment(s) removed")
+    }
+
+    private func notifyIdle() {
+        let w = idleWaiters
+        idleWaiters = []
+        for f in w { f() }
+    }
+
+    /// Waits until every queued append has completed (the drain's last step).
+    public func flush() async {
+        reactor.assertOnLoopPublic()
+        if queue.isEmpty && !batchInFlight { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            idleWaiters.append { c.resume() }
+        }
+        // A batch that completed may have queued more (none after close).
+        if !queue.isEmpty || batchInFlight { await flush() }
+    }
+
+    /// Flushes, then closes. With `compact`, the state is snapshotted and all
+    /// segments removed, so the next start reads one small file.
+    public func close(compact: Bool) async {
+        await flush()
+        isClosed = true
+        if compact && failure == nil {
+            do { try self.compact(includingCurrent: true) } catch {
+                logger.error("journal compaction at close failed (segments kept): \(error)")
+            }
+        }
+        if segmentHandle >= 0 { try? io.fs.close(segmentHandle) }
+        segmentHandle = -1
+    }
+}
+
+extension Reactor {
+    /// Public form of the on-loop assertion, for layers above the reactor.
+    public func assertOnLoopPublic(_ api: StaticString = #function) {
+        precondition(isOnLoopThread, "\(api) must be called on the reactor's thread")
+    }
+}

@@ -1,0 +1,251 @@
+import Foundation
+import Glibc
+import Logging
+import VigilDurable
+import VigilReactor
+import XCTest
+
+final class TurnJournalTests: XCTestCase {
+    private var dir = ""
+    private let logger = Logger(label: "journal-test")
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "vigil-journal-\(getpid())-\(UUID().uuidString.prefix(6))"
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    private func reactor(_ mode: IOUringMode = .automatic) throws -> Reactor {
+        var o = Reactor.Options()
+        o.ioUring = mode
+        return try Reactor(options: o)
+    }
+
+    private func openJournal(_ r: Reactor, options: TurnJournal.Options = .init()) throws -> TurnJournal {
+        let fs = try PosixStateFileSystem(path: dir)
+        return try TurnJournal(io: DiskJournalIO(fs: fs, disk: r.disk), reactor: r, logger: logger, options: options)
+    }
+
+    /// Appends all records (in one iteration) and runs the loop until every completion arrived.
+    @discardableResult
+    private func appendAll(_ j: TurnJournal, _ r: Reactor, _ records: [JournalRecord]) throws -> [Result<UInt64, JournalError>] {
+        var results: [Result<UInt64, JournalError>?] = Array(repeating: nil, count: records.count)
+        for (i, rec) in records.enumerated() { j.append(rec) { results[i] = $0 } }
+        try r.runOnce(timeoutMs: 0)  // the iteration's end submits the batch
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while results.contains(where: { $0 == nil }) && monotonicNanoseconds() < deadline { try r.runOnce(timeoutMs: 50) }
+        return results.map { $0! }
+    }
+
+    private func closeJournal(_ j: TurnJournal, _ r: Reactor, compact: Bool) throws {
+        var done = false
+        r.spawn { await j.close(compact: compact); done = true }
+        while !done { try r.runOnce(timeoutMs: 50) }
+    }
+
+    func testDurableRoundTripOnBothBackends() throws {
+        for mode in [IOUringMode.automatic, .disabled] {
+            try? FileManager.default.removeItem(atPath: dir)
+            let r = try reactor(mode)
+            let j = try openJournal(r)
+            let results = try appendAll(j, r, [
+                .sessionOpened(session: "a"), .sessionOpened(session: "b"),
+                .turnAccepted(session: "a", id: "1", text: "hello \u{1F600}"),
+                .turnAccepted(session: "b", id: "2", text: "x"),
+                .turnCompleted(session: "b", id: "2", reply: "y"),
+            ])
+            XCTAssertEqual(results.map { try? $0.get() }, [1, 2, 3, 4, 5], "sequence numbers in order")
+            XCTAssertEqual(j.batchesWritten, 1, "one iteration's appends are one group commit")
+            XCTAssertEqual(j.state.status(of: "a"), .active, "open turn, same run")
+            XCTAssertEqual(j.state.openTurnCount, 1)
+            try closeJournal(j, r, compact: false)
+            r.close()
+
+            // Reopen: the open turn of the dead run is interrupted, exactly.
+            let r2 = try reactor(mode)
+            let j2 = try openJournal(r2)
+            XCTAssertEqual(j2.report.recordsReplayed, 5)
+            XCTAssertEqual(j2.state.status(of: "a"), .interrupted)
+            XCTAssertEqual(j2.state.sessions["a"]?.interruptedTurns, ["1"])
+            XCTAssertEqual(j2.state.status(of: "b"), .active)
+            XCTAssertEqual(j2.state.status(of: "zzz"), .new)
+            XCTAssertEqual(j2.durableSequence, 5)
+            try appendAll(j2, r2, [.runStarted(pid: 1, bootID: "b"), .interruptionCleared(session: "a")])
+            XCTAssertEqual(j2.state.status(of: "a"), .active)
+            try closeJournal(j2, r2, compact: false)
+        }
+    }
+
+    func testRolloverCompactionAndCleanClose() throws {
+        let r = try reactor()
+        var options = TurnJournal.Options()
+        options.segmentLimit = 2048
+        options.compactAfterSegments = 3
+        let j = try openJournal(r, options: options)
+        for i in 0..<60 {
+            try appendAll(j, r, [.turnAccepted(session: "s\(i % 7)", id: "t\(i)", text: String(repeating: "x", count: 100))])
+            if i % 2 == 0 { try appendAll(j, r, [.turnCompleted(session: "s\(i % 7)", id: "t\(i)", reply: "ok")]) }
+        }
+        let expected = j.state
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir)
+        XCTAssertTrue(files.contains("snapshot"), "compacted once segments piled up: \(files)")
+        XCTAssertLessThanOrEqual(files.filter { $0.hasSuffix(".seg") }.count, 4)
+        try closeJournal(j, r, compact: false)
+
+        let r2 = try reactor()
+        let j2 = try openJournal(r2, options: options)
+        XCTAssertNotNil(j2.report.snapshotSequence)
+        var afterRun = expected
+        afterRun.apply(.runStarted(pid: 0, bootID: ""))
+        XCTAssertEqual(j2.state, afterRun, "snapshot + remaining segments rebuild the same state")
+        XCTAssertEqual(j2.state.interruptedSessions.count, 7)
+        try closeJournal(j2, r2, compact: true)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["snapshot"], "a clean close leaves only the snapshot")
+
+        let r3 = try reactor()
+        let j3 = try openJournal(r3, options: options)
+        XCTAssertEqual(j3.report.recordsReplayed, 0)
+        XCTAssertEqual(j3.state, afterRun)
+        let res = try appendAll(j3, r3, [.sessionOpened(session: "new")])
+        XCTAssertEqual(try res[0].get(), j2.durableSequence + 1, "sequence continues after the snapshot")
+    }
+
+    private func lastSegment() throws -> String {
+        dir + "/" + (try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".seg") }.sorted().last!)
+    }
+
+    func testTornTailIsCutAndReported() throws {
+        let r = try reactor()
+        let j = try openJournal(r)
+        try appendAll(j, r, [.sessionOpened(session: "a"), .turnAccepted(session: "a", id: "1", text: "t")])
+        try closeJournal(j, r, compact: false)
+        let seg = try lastSegment()
+        let before = try Data(contentsOf: URL(fileURLWithPath: seg))
+        // Half a frame, as a crash mid-write leaves it.
+        var frame = Data([0x56, 0x4A, 0x52, 0x4C, 40, 0, 0, 0, 1, 2, 3])
+        frame.append(Data(repeating: 0xEE, count: 20))
+        try (before + frame).write(to: URL(fileURLWithPath: seg))
+
+        let r2 = try reactor()
+        let j2 = try openJournal(r2)
+        XCTAssertEqual(j2.report.truncated, [.init(segment: URL(fileURLWithPath: seg).lastPathComponent, offset: UInt64(before.count), bytes: UInt64(frame.count))])
+        XCTAssertTrue(j2.report.summary.contains("torn tail dropped"))
+        XCTAssertEqual(j2.report.recordsReplayed, 2)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: seg)).count, before.count, "the tail is cut off on disk")
+        // Appends continue right after the last intact record.
+        try appendAll(j2, r2, [.turnCompleted(session: "a", id: "1", reply: "r")])
+        try closeJournal(j2, r2, compact: false)
+        let j3 = try openJournal(try reactor())
+        XCTAssertEqual(j3.report.truncated, [])
+        XCTAssertEqual(j3.state.status(of: "a"), .active)
+    }
+
+    func testDamageInTheMiddleIsReportedAndTheRestRecovered() throws {
+        let r = try reactor()
+        let j = try openJournal(r)
+        for i in 0..<10 { try appendAll(j, r, [.turnAccepted(session: "s\(i)", id: "t\(i)", text: "payload \(i)")]) }
+        try closeJournal(j, r, compact: false)
+        let seg = try lastSegment()
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: seg))
+        // Flip one bit inside the 5th record's body.
+        let recordSize = (bytes.count - 24) / 10
+        bytes[24 + 4 * recordSize + 25] ^= 0x10
+        try bytes.write(to: URL(fileURLWithPath: seg))
+
+        let j2 = try openJournal(try reactor())
+        XCTAssertEqual(j2.report.damaged.count, 1, j2.report.summary)
+        XCTAssertEqual(j2.report.damaged.first?.offset, UInt64(24 + 4 * recordSize))
+        XCTAssertEqual(j2.report.damaged.first?.bytes, UInt64(recordSize))
+        XCTAssertEqual(j2.report.missingSequences, 1)
+        XCTAssertEqual(j2.report.recordsReplayed, 9)
+        XCTAssertNil(j2.state.sessions["s4"], "the damaged record is lost, and said so")
+        XCTAssertEqual(j2.state.sessions["s9"]?.interruptedTurns, ["t9"], "records after the damage are recovered")
+        XCTAssertTrue(j2.report.summary.contains("DAMAGED"))
+    }
+
+    func testDiskFullRefusesThenRecovers() throws {
+        let fs = SimulatedStateFileSystem()
+        let r = try reactor()
+        let j = try TurnJournal(io: SimulatedJournalIO(fs: fs, reactor: r), reactor: r, logger: logger)
+        XCTAssertNoThrow(try appendAll(j, r, [.sessionOpened(session: "a")])[0].get())
+        fs.failWith = .noSpace
+        let refused = try appendAll(j, r, [.turnAccepted(session: "a", id: "1", text: "t"), .turnAccepted(session: "a", id: "2", text: "t")])
+        for res in refused {
+            guard case .failure(.noSpace) = res else { return XCTFail("expected noSpace, got \(res)") }
+        }
+        XCTAssertEqual(j.state.openTurnCount, 0, "nothing refused is in the state")
+        fs.failWith = nil
+        let ok = try appendAll(j, r, [.turnAccepted(session: "a", id: "3", text: "t")])
+        XCTAssertEqual(try ok[0].get(), 2, "the refused records' sequence numbers are reused")
+        fs.powerLoss()
+        let j2 = try TurnJournal(io: SimulatedJournalIO(fs: fs, reactor: r), reactor: r, logger: logger)
+        XCTAssertEqual(j2.state.sessions["a"]?.interruptedTurns, ["3"])
+    }
+
+    func testIOErrorDisablesAppends() throws {
+        let fs = SimulatedStateFileSystem()
+        let r = try reactor()
+        let j = try TurnJournal(io: SimulatedJournalIO(fs: fs, reactor: r), reactor: r, logger: logger)
+        fs.failWith = .ioError
+        guard case .failure(.failed) = try appendAll(j, r, [.sessionOpened(session: "a")])[0] else { return XCTFail() }
+        fs.failWith = nil
+        guard case .failure(.failed) = try appendAll(j, r, [.sessionOpened(session: "b")])[0] else {
+            return XCTFail("after an fsync failure the journal must not pretend to be fine")
+        }
+    }
+
+    /// Crash at every step of a sequence of group commits (kill and power
+    /// loss): every acknowledged record is replayed, whatever the point.
+    func testNoAcknowledgedRecordIsEverLost() throws {
+        func workload() -> [[JournalRecord]] {
+            (0..<6).map { b in
+                (0..<3).flatMap { i -> [JournalRecord] in
+                    let s = "s\(b)-\(i)"
+                    return [.sessionOpened(session: s), .turnAccepted(session: s, id: "t", text: "x"), .turnCompleted(session: s, id: "t", reply: "y")]
+                }
+            }
+        }
+        // Dry run for the step count.
+        let dry = SimulatedStateFileSystem()
+        do {
+            let r = try reactor()
+            let j = try TurnJournal(io: SimulatedJournalIO(fs: dry, reactor: r), reactor: r, logger: logger)
+            for batch in workload() { try appendAll(j, r, batch) }
+        }
+        XCTAssertGreaterThan(dry.steps, 12, "segment creation plus one write and one fdatasync per batch")
+        var partialRuns = 0
+        for k in 0...dry.steps {
+            for powerLoss in [false, true] {
+                let fs = SimulatedStateFileSystem()
+                fs.crashAtStep = k
+                var acked: [JournalRecord] = []
+                let r = try reactor()
+                if let j = try? TurnJournal(io: SimulatedJournalIO(fs: fs, reactor: r), reactor: r, logger: logger) {
+                    batches: for batch in workload() {
+                        let results = try appendAll(j, r, batch)
+                        for (rec, res) in zip(batch, results) {
+                            if case .success = res { acked.append(rec) } else { break batches }
+                        }
+                    }
+                }
+                if powerLoss { fs.powerLoss() } else { fs.processKilled() }
+                if !acked.isEmpty && acked.count < 54 { partialRuns += 1 }
+                fs.crashAtStep = nil
+                let j2 = try TurnJournal(io: SimulatedJournalIO(fs: fs, reactor: r), reactor: r, logger: logger)
+                for rec in acked {
+                    switch rec {
+                    case .sessionOpened(let s):
+                        XCTAssertNotNil(j2.state.sessions[s], "step \(k) \(powerLoss): lost \(rec)")
+                    case .turnCompleted(let s, let id, _):
+                        XCTAssertFalse(j2.state.sessions[s]?.interruptedTurns.contains(id) ?? true, "step \(k) \(powerLoss): lost \(rec)")
+                    default: break
+                    }
+                }
+                XCTAssertEqual(j2.report.damaged, [], "a crash only ever tears the tail")
+            }
+        }
+        XCTAssertGreaterThan(partialRuns, 8, "crashes landed between acknowledged batches")
+    }
+}
