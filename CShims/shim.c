@@ -113,3 +113,68 @@ int cvigil_ring_wait(cvigil_ring *r) {
     struct io_uring_cqe *cqe = NULL;
     return io_uring_wait_cqe(&r->ring, &cqe);
 }
+
+/* ---- children ---- */
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+extern char **environ;
+
+pid_t cvigil_spawn(const char *file, char *const argv[], int in_fd, int out_fd, int err_fd, int pdeathsig) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(report[0]); close(report[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        /* Child: async-signal-safe calls only. */
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        for (int s = 1; s < NSIG; s++) {
+            if (s == SIGKILL || s == SIGSTOP) continue;
+            signal(s, SIG_DFL);
+        }
+        if (pdeathsig > 0) {
+            prctl(PR_SET_PDEATHSIG, pdeathsig);
+            if (getppid() != parent) _exit(127); /* parent already gone */
+        }
+        if (in_fd >= 0 && dup2(in_fd, 0) < 0) goto fail;
+        if (out_fd >= 0 && dup2(out_fd, 1) < 0) goto fail;
+        if (err_fd >= 0 && dup2(err_fd, 2) < 0) goto fail;
+        execvp(file, argv);
+    fail:;
+        int e = errno;
+        ssize_t w = write(report[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    close(report[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do { n = read(report[0], &child_errno, sizeof child_errno); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof child_errno) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+        return -child_errno;
+    }
+    return pid;
+}
+
+int cvigil_pipe_nonblocking(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+}
+
+int cvigil_peer_uid(int fd, uid_t *uid) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *uid = cred.uid;
+    return 0;
+}

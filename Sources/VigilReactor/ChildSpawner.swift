@@ -1,6 +1,8 @@
-// Starting children from a daemon whose signals are blocked: posix_spawn
-// with an explicitly empty signal mask and default dispositions, otherwise
-// the child would inherit the mask and ignore SIGTERM.
+// Starting children from a daemon whose signals are blocked. The C shim
+// forks and execs so it can give the child an empty signal mask and default
+// dispositions (otherwise it would inherit a blocked SIGTERM) and
+// PR_SET_PDEATHSIG(SIGKILL): no child outlives vigild, even a SIGKILLed one.
+import CVigil
 import Glibc
 
 public enum ChildSpawner {
@@ -16,34 +18,28 @@ public enum ChildSpawner {
         }
     }
 
-    /// Runs `argv[0]` (looked up in PATH) and returns its pid.
-    public static func spawn(_ argv: [String], io: StandardIO = StandardIO()) throws(SystemCallError) -> pid_t {
+    /// Runs `argv[0]` (looked up in PATH) and returns its pid. The child is
+    /// killed with `deathSignal` if this process dies (0: not).
+    public static func spawn(_ argv: [String], io: StandardIO = StandardIO(), deathSignal: Int32 = SIGKILL) throws(SystemCallError) -> pid_t {
         precondition(!argv.isEmpty, "argv must name a program")
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in SignalSource.daemonSignals + [SIGPIPE] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if let fd = io.stdin { posix_spawn_file_actions_adddup2(&actions, fd, 0) }
-        if let fd = io.stdout { posix_spawn_file_actions_adddup2(&actions, fd, 1) }
-        if let fd = io.stderr { posix_spawn_file_actions_adddup2(&actions, fd, 2) }
-
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
         cargs.append(nil)
         defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let r = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
-        if r != 0 { throw SystemCallError("posix_spawnp(\(argv[0]))", .init(rawValue: r)) }
+        let pid = cvigil_spawn(argv[0], cargs, io.stdin ?? -1, io.stdout ?? -1, io.stderr ?? -1, deathSignal)
+        if pid < 0 { throw SystemCallError("spawn(\(argv[0]))", .init(rawValue: -pid)) }
         return pid
+    }
+
+    public enum PipeEnd { case read, write }
+
+    /// A close-on-exec pipe whose `ours` end is non-blocking (for the reactor)
+    /// and whose other end stays blocking (for the child: O_NONBLOCK is per
+    /// open file description and a child's stdio must block).
+    public static func pipe(nonblocking ours: PipeEnd) throws(SystemCallError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        if cvigil_pipe_nonblocking(&fds) != 0 { throw SystemCallError("pipe2", currentErrno()) }
+        let theirs = ours == .read ? fds[1] : fds[0]
+        _ = fcntl(theirs, F_SETFL, fcntl(theirs, F_GETFL) & ~O_NONBLOCK)
+        return (fds[0], fds[1])
     }
 }

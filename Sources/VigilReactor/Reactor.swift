@@ -61,6 +61,8 @@ public final class Reactor: @unchecked Sendable {
     var local = Deque<Work>()
 
     private var observers: [() -> Void] = []
+    /// Children watched through pidfds, by pid (for the SIGCHLD reaper).
+    var watchedChildren: [pid_t: ChildHandle] = [:]
     private var running = false
     private let stopRequested = Atomic<Bool>(false)
     /// The thread that drives the loop: the creating thread until run()
