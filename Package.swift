@@ -1,9 +1,9 @@
 // swift-tools-version: 6.0
 // Vigil: a Linux daemon toolkit whose stop sequence survives SIGKILL.
 // Layers (each module depends only on those below it):
-//   CVigil (CShims/) → VigilReactor → VigilGateway → vigild, vigil-bench
-// Later issues add VigilDurable, VigilLifecycle and VigilSystemd between the
-// reactor and the gateway, and vigilctl.
+//   CVigil (CShims/) → VigilReactor → VigilDurable → VigilLifecycle
+//     → VigilGateway → vigild, vigilctl, vigil-bench
+// The systemd issue adds VigilSystemd between the lifecycle and the gateway.
 import PackageDescription
 
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
@@ -61,7 +61,8 @@ let package = Package(
         .target(
             name: "VigilGateway",
             dependencies: [
-                "VigilReactor",
+                "VigilReactor", "VigilDurable", "VigilLifecycle",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -76,14 +77,15 @@ let package = Package(
         .executableTarget(
             name: "vigilctl",
             dependencies: [
-                "VigilDurable", "VigilLifecycle",
+                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "vigil-bench",
             dependencies: [
-                "VigilReactor",
+                "VigilReactor", "VigilDurable",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -92,7 +94,7 @@ let package = Package(
         // libraries, which build in Swift 6 mode.
         .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"], swiftSettings: swift5),
         .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor"], swiftSettings: swift5),
-        .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilReactor"], swiftSettings: swift5),
+        .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigildTests", dependencies: ["VigilReactor"], swiftSettings: swift5),
     ]
 )

@@ -50,6 +50,10 @@ public struct JournalReplayReport: Sendable, Equatable {
 struct JournalReplayer {
     let fs: any StateFileSystem
     let logger: Logger
+    /// Inspection (vigilctl): report a torn tail or an empty segment, change nothing.
+    var readOnly = false
+    /// Whether the run that wrote the journal is over (its open turns are interrupted).
+    var runIsOver = true
 
     struct Result {
         var state: JournalState
@@ -92,13 +96,15 @@ struct JournalReplayer {
             case .ok(let end):
                 if isLast { appendOffset = end }
             case .tornTail(let end):
+                if isLast { appendOffset = end }
+                if readOnly { break }
                 // Cut it off so the next append starts on a clean end.
                 let h = try fs.openForWriting(name)
                 defer { try? fs.close(h) }
                 try fs.truncate(h, to: end)
                 try fs.sync(h)
-                if isLast { appendOffset = end }
             case .unusable:
+                if readOnly { segments.remove(at: index); continue }
                 // A last segment whose header never became durable: it was
                 // being created when the process died; nothing was in it.
                 try fs.remove(name)
@@ -109,7 +115,7 @@ struct JournalReplayer {
             index += 1
         }
         // Whatever is still open belonged to a run that is gone.
-        state.endRun()
+        if runIsOver { state.endRun() }
         report.durationNs = monotonicNanoseconds() - start
         return Result(state: state, lastSequence: last, segments: segments, appendOffset: appendOffset, report: report)
     }
@@ -167,5 +173,16 @@ struct JournalReplayer {
             i += 1
         }
         return nil
+    }
+}
+
+/// Reads a journal without changing it (no truncation, no removal): what
+/// `vigilctl` shows for a stopped daemon, or for a running one.
+public enum JournalInspector {
+    /// - Parameter runIsOver: false while the daemon that writes it is running
+    ///   (its open turns are in flight, not interrupted).
+    public static func read(_ fs: any StateFileSystem, runIsOver: Bool, logger: Logger = Logger(label: "vigil.journal")) throws(SystemCallError) -> (state: JournalState, report: JournalReplayReport) {
+        let r = try JournalReplayer(fs: fs, logger: logger, readOnly: true, runIsOver: runIsOver).replay()
+        return (r.state, r.report)
     }
 }

@@ -60,13 +60,21 @@ public final class LineServer {
     let handler: any LineHandler
     let logger: Logger
 
-    private var listeners: [(fd: Int32, token: Token, address: String)] = []
+    /// `unlinkPath`: a Unix socket we bound ourselves (never one systemd passed:
+    /// systemd keeps that name across our restarts).
+    private var listeners: [(fd: Int32, token: Token, address: String, unlinkPath: String?)] = []
     private var connections: [Int32: LineConnection] = [:]
     private var nextID: UInt64 = 1
     private let scratch: UnsafeMutableRawBufferPointer
     private var out: [UInt8] = []
     /// Stop reading from a client whose unsent replies exceed this.
     private let backpressureBytes = 1 << 20
+    /// A client that stops reading while replies keep coming (turns it sent
+    /// earlier) is disconnected once this much is queued for it: the bound
+    /// on what one client can make the daemon hold.
+    public var maxUnsentBytes = 8 << 20
+    /// Clients disconnected for not reading.
+    public private(set) var slowClientsDropped = 0
 
     public init(reactor: Reactor, handler: any LineHandler, maxLineBytes: Int = 64 * 1024, logger: Logger) {
         self.reactor = reactor
@@ -99,6 +107,7 @@ public final class LineServer {
             StreamSocket.close(fd)
             throw error
         }
+        if case .unix(let path) = address { listeners[listeners.count - 1].unlinkPath = path }
         return bound
     }
 
@@ -106,16 +115,19 @@ public final class LineServer {
     public func adopt(listener fd: Int32, name: String) throws(SystemCallError) {
         var token: Token?
         token = try reactor.register(fd, interest: .readable) { [unowned self] _ in self.acceptAll(fd) }
-        listeners.append((fd, token!, name))
+        listeners.append((fd, token!, name, nil))
     }
 
     /// Stops accepting (the first step of a drain); open connections stay.
-    public func closeListeners() {
-        for l in listeners {
+    /// Listeners named in `keeping` (the control socket) stay open.
+    public func closeListeners(keeping: Set<String> = []) {
+        for l in listeners where !keeping.contains(l.address) {
             reactor.deregister(l.token)
             StreamSocket.close(l.fd)
+            // A Unix socket's name would outlive us and mislead clients.
+            if let path = l.unlinkPath { unlink(path) }
         }
-        listeners.removeAll()
+        listeners.removeAll { !keeping.contains($0.address) }
     }
 
     public func closeAll() {
@@ -240,6 +252,12 @@ public final class LineServer {
             if written < bytes.count { conn.unsent.append(contentsOf: bytes[written...]) }
         } else if !bytes.isEmpty {
             conn.unsent.append(contentsOf: bytes)
+        }
+        if conn.unsent.count - conn.unsentOffset > maxUnsentBytes {
+            slowClientsDropped += 1
+            logger.warning("connection \(conn.id): \(conn.unsent.count - conn.unsentOffset) bytes of replies unread; disconnecting")
+            close(conn)
+            return
         }
         flush(conn)
     }

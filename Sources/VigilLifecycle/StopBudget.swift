@@ -65,15 +65,3 @@ public enum ProcessEnvironment {
         getenv(name).map { String(cString: $0) }
     }
 }
-
-extension Duration {
-    public var milliseconds: UInt64 {
-        let (s, atto) = components
-        return s < 0 ? 0 : UInt64(s) * 1000 + UInt64(atto / 1_000_000_000_000_000)
-    }
-
-    var nanosecondsValue: UInt64 {
-        let (s, atto) = components
-        return s < 0 ? 0 : UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000)
-    }
-}

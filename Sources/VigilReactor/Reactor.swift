@@ -202,7 +202,7 @@ public final class Reactor: @unchecked Sendable {
 
     @discardableResult
     public func schedule(after delay: Duration, _ callback: @escaping () -> Void) -> TimerHandle {
-        schedule(atNanoseconds: monotonicNanoseconds() &+ delay.nanoseconds, callback)
+        schedule(atNanoseconds: monotonicNanoseconds() &+ delay.nanosecondsValue, callback)
     }
 
     public func cancelTimer(_ handle: TimerHandle) {
@@ -346,9 +346,13 @@ public final class Reactor: @unchecked Sendable {
 }
 
 extension Duration {
-    var nanoseconds: UInt64 {
+    /// Whole nanoseconds, 0 for negative durations (for CLOCK_MONOTONIC arithmetic).
+    public var nanosecondsValue: UInt64 {
         let (s, atto) = components
         if s < 0 { return 0 }
         return UInt64(s) &* 1_000_000_000 &+ UInt64(atto / 1_000_000_000)
     }
+
+    /// Whole milliseconds, 0 for negative durations.
+    public var milliseconds: UInt64 { nanosecondsValue / 1_000_000 }
 }

@@ -168,6 +168,20 @@ public enum StreamSocket {
 
     public static func close(_ fd: Int32) { Syscall.close(fd) }
 
+    /// The uid of the process at the other end of a Unix stream socket
+    /// (SO_PEERCRED, taken at connect); nil for other sockets or on error.
+    public static func unixPeerUID(_ fd: Int32) -> uid_t? {
+        var addr = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let r = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        guard r == 0, addr.ss_family == sa_family_t(AF_UNIX) else { return nil }
+        var uid: uid_t = 0
+        return cvigil_peer_uid(fd, &uid) == 0 ? uid : nil
+    }
+
+
     /// Non-blocking read/write for stream sockets.
     @inline(__always)
     public static func read(_ fd: Int32, into buf: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> IOResult {

@@ -30,139 +30,55 @@ struct VigildCommand: ParsableCommand {
         commandName: "vigild",
         abstract: "Vigil session gateway daemon.",
         discussion: """
-            With no arguments vigild serves newline-delimited JSON on \(VigildDefaults.listen) and keeps \
-            its state in ./vigil-state (or $STATE_DIRECTORY when systemd provides one).
-            Environment: VIGIL_LISTEN (comma-separated), VIGIL_STATE_DIR, VIGIL_STOP_TIMEOUT (seconds), \
-            VIGIL_IO_URING=off (force the pwrite/fdatasync fallback), VIGIL_LOG_LEVEL (trace…critical).
+            With no arguments vigild serves newline-delimited JSON (docs/protocol.md) on \(VigildDefaults.listen), \
+            keeps its state in ./vigil-state (or $STATE_DIRECTORY when systemd provides one) and answers \
+            control requests (vigilctl) on STATE_DIR/vigild.sock.
+            Environment (used when the flag is absent): VIGIL_LISTEN (comma-separated), VIGIL_STATE_DIR, \
+            VIGIL_STOP_TIMEOUT, VIGIL_AGENT, VIGIL_EXEC_COMMAND, VIGIL_EXEC_TIME_LIMIT, VIGIL_IDLE_TIMEOUT, \
+            VIGIL_MAX_CONNECTIONS, VIGIL_CONTROL_SOCKET; also VIGIL_IO_URING=off (force the pwrite/fdatasync \
+            fallback) and VIGIL_LOG_LEVEL (trace…critical).
             Exit codes: 0 stop completed (clean or cut short: the shutdown record tells which), 1 fatal \
             error or a shutdown record that could not be made durable, 64 bad configuration, 69 cannot \
-            listen, 71 event loop unavailable, 73 state directory unusable, 75 state directory locked by \
-            another instance.
+            listen, 71 event loop unavailable, 73 state directory unusable (also: journal unreadable or \
+            disk full at start), 75 state directory locked by another instance.
             """)
 
     @Option(name: .customLong("listen"), help: ArgumentHelp("Address to serve, HOST:PORT, [IPV6]:PORT or unix:PATH (repeatable).", valueName: "address"))
     var listen: [String] = []
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory for vigild's durable state.", valueName: "dir"))
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory for vigild's durable state (shutdown record, turn journal).", valueName: "dir"))
     var stateDir: String?
 
     @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Seconds the supervisor allows for stopping before SIGKILL (default 10); the drain ends on its own before that.", valueName: "seconds"))
     var stopTimeout: String?
 
+    @Option(name: .customLong("agent"), help: ArgumentHelp("Who answers turns: echo (replies with the text after work_ms) or exec (runs --exec-command per turn).", valueName: "echo|exec"))
+    var agent: String?
+
+    @Option(name: .customLong("exec-command"), help: ArgumentHelp("Shell command run per turn by the exec agent: the message on stdin, the reply from stdout.", valueName: "command"))
+    var execCommand: String?
+
+    @Option(name: .customLong("exec-time-limit"), help: ArgumentHelp("Seconds an exec turn may run before its child is killed (default 60).", valueName: "seconds"))
+    var execTimeLimit: String?
+
+    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Seconds after which a connection with no input and no turn in flight is closed (default 300).", valueName: "seconds"))
+    var idleTimeout: String?
+
+    @Option(name: .customLong("max-connections"), help: ArgumentHelp("Client connections served at once; more are refused with too_many_connections (default 16384).", valueName: "n"))
+    var maxConnections: String?
+
+    @Option(name: .customLong("control-socket"), help: ArgumentHelp("Unix socket for vigilctl's control requests (default STATE_DIR/vigild.sock; 'none' disables it).", valueName: "path"))
+    var controlSocket: String?
+
     func run() throws {
         var logger = Logger(label: "vigild")
         logger.logLevel = VigildDefaults.logLevel()
-
-        let addressTexts = listen.isEmpty ? VigildDefaults.listenFromEnvironment() : listen
-        var addresses: [SocketAddress] = []
-        for text in addressTexts {
-            do { addresses.append(try SocketAddress(parsing: text)) } catch {
-                logger.critical("\(error)")
-                throw ExitCode(VigildExit.usage)
-            }
-        }
-        let budget: StopBudget
-        do { budget = try StopBudget.resolve(commandLine: stopTimeout) } catch {
+        let config: VigildConfiguration
+        do { config = try VigildConfiguration(self) } catch {
             logger.critical("\(error)")
             throw ExitCode(VigildExit.usage)
         }
-
-        // The state directory, its lock, then the previous run's record: the
-        // old record is read and replaced only while we hold the lock.
-        let stateDirectory = stateDir ?? VigildDefaults.stateDirectory()
-        let stateFS: PosixStateFileSystem
-        do {
-            stateFS = try PosixStateFileSystem(path: stateDirectory)
-            try stateFS.checkWritable()
-        } catch {
-            logger.critical("state directory \(stateDirectory) is unusable: \(error)")
-            throw ExitCode(VigildExit.stateDirUnusable)
-        }
-        let lock: StateDirectoryLock
-        do { lock = try StateDirectoryLock.acquire(in: stateFS) } catch {
-            logger.critical("\(error) (\(stateDirectory)); refusing to start")
-            if case .held = error { throw ExitCode(VigildExit.locked) }
-            throw ExitCode(VigildExit.stateDirUnusable)
-        }
-        defer { withExtendedLifetime(lock) {} }
-        let store = ShutdownRecordStore(fs: stateFS)
-        let previous: PreviousRun
-        do {
-            let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: VigildDefaults.version)
-            previous = try store.takeOver(running: running, currentBootID: running.bootID)
-        } catch {
-            logger.critical("cannot make the shutdown record durable in \(stateDirectory): \(error)")
-            throw ExitCode(VigildExit.stateDirUnusable)
-        }
-        if previous.isUnclean {
-            logger.warning("\(previous.summary)")
-        } else {
-            logger.notice("\(previous.summary)")
-        }
-        logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source.rawValue); drain budget \(budget.drainBudget.milliseconds) ms")
-
-        // Benchmark hook (docs/benchmarks.md): a sender stamps CLOCK_MONOTONIC
-        // into the sigqueue payload; vigild prints the delay to the handler
-        // (and, for stop signals, to the durable stopping record).
-        let measureSignals = ProcessEnvironment.get("VIGIL_DEBUG_SIGNAL_LATENCY") == "1"
-
-        let reactor: Reactor
-        do { reactor = try Reactor(logger: logger) } catch {
-            logger.critical("cannot create the event loop: \(error)")
-            throw ExitCode(VigildExit.osError)
-        }
-        let server = LineServer(reactor: reactor, handler: ProtocolHandler(), logger: logger)
-        for address in addresses {
-            do {
-                let bound = try server.listen(on: address)
-                logger.notice("listening on \(bound)")
-            } catch {
-                logger.critical("cannot listen on \(address): \(error)")
-                throw ExitCode(VigildExit.listenFailed)
-            }
-        }
-
-        // Test hook (docs/shutdown.md): VIGIL_DEBUG_DRAIN_MS=N makes the drain
-        // hold one unit of work for N ms, so budget and cut-short paths can be
-        // exercised before the gateway has real turns.
-        let debugDrainMs = ProcessEnvironment.get("VIGIL_DEBUG_DRAIN_MS").flatMap { Int($0) }
-        var debugWork = debugDrainMs == nil ? 0 : 1
-
-        let stop = StopSequence(reactor: reactor, store: store, budget: budget, logger: logger)
-        stop.inFlight = { debugWork }
-        if measureSignals {
-            stop.onStopping.append { info in
-                printSignalLatency(info)
-                printLatency("signal-durable-ns", info, until: monotonicNanoseconds())
-            }
-        }
-        stop.drain = { _ in
-            server.closeListeners()
-            if let ms = debugDrainMs {
-                do { try await reactor.sleep(for: .milliseconds(ms)) } catch { return }
-                debugWork = 0
-            }
-            server.closeAll()
-        }
-        do {
-            try stop.install()
-            try reactor.onSignal(SIGHUP) { _ in logger.info("SIGHUP ignored (no configuration to reload)") }
-            if measureSignals {
-                try reactor.onSignal(SIGUSR1) { printSignalLatency($0) }
-            }
-        } catch {
-            logger.critical("cannot set up the signalfd: \(error)")
-            throw ExitCode(VigildExit.osError)
-        }
-        logger.notice("vigild ready (pid \(getpid()), state \(stateDirectory), disk I/O \(reactor.disk.kind.rawValue))")
-
-        do { try reactor.run() } catch {
-            logger.critical("event loop failed: \(error)")
-            throw ExitCode(VigildExit.fatal)
-        }
-        server.closeAll()
-        reactor.close()
-        if stop.exitCode != 0 { throw ExitCode(stop.exitCode) }
+        try VigildDaemon(config: config, logger: logger).run()
     }
 }
 

@@ -1,46 +1,22 @@
 import Foundation
 import Glibc
+import VigilDurable
 import VigilGateway
 import VigilReactor
 import XCTest
 
-/// Runs a LineServer with the v1 protocol handler on a reactor thread; the
-/// test talks to it with blocking sockets.
+/// Framing through the full gateway (the v1 protocol handler) on a
+/// reactor thread; the test talks to it with blocking sockets.
 final class LineServerTests: XCTestCase {
-    private var reactor: Reactor!
-    private var port: UInt16 = 0
-    private var thread: Thread!
-    private let stopped = DispatchSemaphore(value: 0)
+    private var harness: GatewayHarness!
+    private var port: UInt16 { harness.port }
 
     override func setUpWithError() throws {
-        let ready = DispatchSemaphore(value: 0)
-        var setupError: Error?
-        thread = Thread { [self] in
-            do {
-                let r = try Reactor()
-                let server = LineServer(reactor: r, handler: ProtocolHandler(), logger: r.logger)
-                let bound = try server.listen(on: .ipv4(host: "127.0.0.1", port: 0))
-                guard case .ipv4(_, let p) = bound else { fatalError() }
-                port = p
-                reactor = r
-                ready.signal()
-                try r.run()
-                server.closeAll()
-                r.close()
-            } catch {
-                setupError = error
-                ready.signal()
-            }
-            stopped.signal()
-        }
-        thread.start()
-        ready.wait()
-        if let setupError { throw setupError }
+        harness = try GatewayHarness()
     }
 
     override func tearDown() {
-        reactor?.stop()
-        stopped.wait()
+        harness?.stop()
     }
 
     /// A blocking client: send everything, half-close, read all replies.

@@ -128,6 +128,23 @@ final class LineClient {
         }
     }
 
+    private var partial: [UInt8] = []
+
+    /// The next line, buffering whatever arrived after it (nil on EOF or timeout).
+    func nextLine() -> String? {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let nl = partial.firstIndex(of: 0x0A) {
+                let line = String(decoding: partial[..<nl], as: UTF8.self)
+                partial.removeSubrange(...nl)
+                return line
+            }
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            partial.append(contentsOf: buf[0..<n])
+        }
+    }
+
     /// Reads until `lines` newlines have arrived (or EOF/timeout).
     func readLines(_ lines: Int) -> [String] {
         var out: [UInt8] = []

@@ -1,0 +1,64 @@
+// Per-connection state of the gateway: responses leave in request order.
+// A request answered at once (ping, stats, most errors) goes straight into
+// the read batch's output while nothing is waiting; once a request waits for
+// the journal (open of a new session, send), later answers queue behind it
+// in slots and leave when the slots before them are filled. Journal
+// completions arrive in sequence order, so slots fill front to back.
+import DequeModule
+import Glibc
+import VigilReactor
+
+final class ClientConnection {
+    let connection: LineConnection
+    /// Answers not yet sent, oldest first; nil = still waiting for the journal.
+    private var slots = Deque<[UInt8]?>()
+    /// Absolute number of the first slot in `slots`.
+    private var firstSlot = 0
+    /// Turns of this connection accepted (or being accepted) and not answered.
+    var turnsInFlight = 0
+    var lastActivityNs: UInt64
+    /// Unix socket peer of the daemon's own user (may use control requests).
+    let isTrustedPeer: Bool
+
+    init(_ connection: LineConnection, now: UInt64) {
+        self.connection = connection
+        lastActivityNs = now
+        isTrustedPeer = ClientConnection.peerIsOwnUser(connection.fd)
+    }
+
+    var isWaiting: Bool { !slots.isEmpty }
+
+    /// An answer produced now: into `out` when nothing waits, else queued.
+    func answer(_ bytes: [UInt8], out: inout [UInt8]) {
+        if slots.isEmpty { out.append(contentsOf: bytes) } else { slots.append(bytes) }
+    }
+
+    /// An answer produced later (not inside a read callback).
+    func push(_ bytes: [UInt8]) {
+        if slots.isEmpty { connection.send(bytes) } else { slots.append(bytes) }
+    }
+
+    /// Reserves the place of an answer that the journal will decide.
+    func reserve() -> Int {
+        slots.append(nil)
+        return firstSlot + slots.count - 1
+    }
+
+    func fill(_ slot: Int, with bytes: [UInt8]) {
+        let i = slot - firstSlot
+        guard i >= 0, i < slots.count else { return }
+        slots[i] = bytes
+        var ready: [UInt8] = []
+        while let head = slots.first, let bytes = head {
+            ready.append(contentsOf: bytes)
+            slots.removeFirst()
+            firstSlot += 1
+        }
+        if !ready.isEmpty { connection.send(ready) }
+    }
+
+    /// A Unix socket peer running as the daemon's own user.
+    static func peerIsOwnUser(_ fd: Int32) -> Bool {
+        StreamSocket.unixPeerUID(fd) == geteuid()
+    }
+}

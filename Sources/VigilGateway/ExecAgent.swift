@@ -1,0 +1,153 @@
+// Runs a configured command per turn: the message on stdin, the reply from
+// stdout, a per-turn time limit. Children are supervised on the reactor
+// through pidfds and die with vigild (PR_SET_PDEATHSIG).
+import Glibc
+import Logging
+import VigilReactor
+
+public final class ExecAgent: Agent {
+    public let name = "exec"
+    let reactor: Reactor
+    let command: String
+    let timeLimit: Duration
+    let logger: Logger
+    /// Replies larger than this are cut (and the turn reported failed).
+    static let maxReply = 1 << 20
+
+    public init(reactor: Reactor, command: String, timeLimit: Duration, logger: Logger) {
+        self.reactor = reactor
+        self.command = command
+        self.timeLimit = timeLimit
+        self.logger = logger
+    }
+
+    final class Running: RunningTurn {
+        let reactor: Reactor
+        var child: ChildHandle?
+        var stdinFD: Int32 = -1, stdoutFD: Int32 = -1
+        var stdinToken: Token?, stdoutToken: Token?
+        var pendingInput: [UInt8] = []
+        var output: [UInt8] = []
+        var exit: ChildExit?
+        var eof = false
+        var timer: TimerHandle?
+        var timedOut = false
+        var finished = false
+        var completion: ((AgentResult) -> Void)?
+
+        init(reactor: Reactor) { self.reactor = reactor }
+
+        func terminate() -> Bool {
+            guard let child, !finished else { return false }
+            return (try? child.send(SIGTERM)) != nil
+        }
+
+        func kill() {
+            try? child?.send(SIGKILL)
+            completion = nil
+            closeFDs()
+        }
+
+        func closeFDs() {
+            if let t = stdinToken { reactor.deregister(t); stdinToken = nil }
+            if let t = stdoutToken { reactor.deregister(t); stdoutToken = nil }
+            if stdinFD >= 0 { close(stdinFD); stdinFD = -1 }
+            if stdoutFD >= 0 { close(stdoutFD); stdoutFD = -1 }
+        }
+
+        /// Done once the child has exited and its stdout is drained.
+        func maybeFinish() {
+            guard !finished, let exit, eof else { return }
+            finished = true
+            if let t = timer { reactor.cancelTimer(t) }
+            closeFDs()
+            let result: AgentResult
+            if timedOut {
+                result = .failed("agent exceeded its time limit and was killed")
+            } else if exit != .exited(0) {
+                result = .failed("agent \(exit)")
+            } else if output.count > ExecAgent.maxReply {
+                result = .failed("agent reply longer than \(ExecAgent.maxReply) bytes")
+            } else {
+                var text = String(decoding: output, as: UTF8.self)
+                if text.hasSuffix("\n") { text.removeLast() }
+                result = .reply(text)
+            }
+            completion?(result)
+            completion = nil
+        }
+    }
+
+    public func start(_ turn: TurnWork, completion: @escaping (AgentResult) -> Void) -> any RunningTurn {
+        let run = Running(reactor: reactor)
+        run.completion = completion
+        do {
+            let input = try ChildSpawner.pipe(nonblocking: .write)
+            let output = try ChildSpawner.pipe(nonblocking: .read)
+            let pid: pid_t
+            do {
+                pid = try ChildSpawner.spawn(["/bin/sh", "-c", command], io: .init(stdin: input.read, stdout: output.write))
+            } catch {
+                close(input.read); close(input.write); close(output.read); close(output.write)
+                throw error
+            }
+            close(input.read)
+            close(output.write)
+            run.stdinFD = input.write
+            run.stdoutFD = output.read
+            run.pendingInput = Array(turn.text.utf8)
+            run.child = try reactor.watchChild(pid: pid) { [weak run] exit in
+                run?.exit = exit
+                run?.maybeFinish()
+            }
+            run.stdoutToken = try reactor.register(output.read, interest: .readable) { [weak run] _ in
+                guard let run else { return }
+                var buf = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buf.withUnsafeMutableBytes { Glibc.read(run.stdoutFD, $0.baseAddress, $0.count) }
+                    if n > 0 {
+                        if run.output.count <= ExecAgent.maxReply { run.output.append(contentsOf: buf[0..<n]) }
+                        continue
+                    }
+                    if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                        run.eof = true
+                        if let t = run.stdoutToken { run.reactor.deregister(t); run.stdoutToken = nil }
+                        run.maybeFinish()
+                    }
+                    return
+                }
+            }
+            writeInput(run)
+            run.timer = reactor.schedule(after: timeLimit) { [weak run] in
+                guard let run, !run.finished else { return }
+                run.timedOut = true
+                try? run.child?.send(SIGKILL)
+            }
+        } catch {
+            logger.error("exec agent: cannot start '\(command)': \(error)")
+            run.closeFDs()
+            reactor.deliverOnLoop { completion(.failed("agent could not be started: \(error)")) }
+        }
+        return run
+    }
+
+    /// Writes the message to the child's stdin without blocking, then closes it.
+    private func writeInput(_ run: Running) {
+        while !run.pendingInput.isEmpty {
+            let n = run.pendingInput.withUnsafeBytes { Glibc.write(run.stdinFD, $0.baseAddress, $0.count) }
+            if n > 0 { run.pendingInput.removeFirst(n); continue }
+            if n < 0 && errno == EAGAIN {
+                if run.stdinToken == nil {
+                    run.stdinToken = try? reactor.register(run.stdinFD, interest: .writable) { [weak self, weak run] _ in
+                        guard let self, let run else { return }
+                        self.writeInput(run)
+                    }
+                }
+                return
+            }
+            break  // EPIPE: the child does not read its input; that is its business
+        }
+        if let t = run.stdinToken { reactor.deregister(t); run.stdinToken = nil }
+        if run.stdinFD >= 0 { close(run.stdinFD); run.stdinFD = -1 }
+    }
+}

@@ -1,0 +1,112 @@
+// The gateway's part of the stop sequence (docs/shutdown.md, step 3): runs
+// as the drain task after the `stopping` record is durable.
+//  1. new turns are refused with `draining` (the listeners are already closed);
+//  2. turns in flight finish within the budget; their completions are still
+//     journaled and their replies sent; progress is logged every second;
+//  3. agents get SIGTERM when `terminateAhead` of the budget is left (exec:
+//     the child may still answer), and are killed when the budget is spent;
+//  4. clients are told goodbye and closed; the journal is flushed and closed.
+// If the budget runs out first, the stop sequence cancels this task and
+// records cut-short; `abandon()` then kills the agents. Those turns stay
+// open in the journal, so the next start reports exactly them interrupted.
+import Logging
+import VigilDurable
+import VigilReactor
+
+extension SessionGateway {
+    /// Stops accepting turns and waits for those in flight.
+    /// - Parameters:
+    ///   - deadlineNs: CLOCK_MONOTONIC end of the drain budget.
+    ///   - terminateAhead: how long before the deadline agents are asked to stop.
+    public func drain(deadlineNs: UInt64, terminateAhead: Duration) async {
+        isDraining = true
+        let startTurns = turns.count
+        logger.notice("draining: \(startTurns) turn(s) in flight, \(remainingMs(deadlineNs)) ms left")
+        let termAt = deadlineNs > terminateAhead.nanosecondsValue ? deadlineNs - terminateAhead.nanosecondsValue : 0
+        let termTimer = reactor.schedule(atNanoseconds: termAt) { [weak self] in
+            guard let self, !self.turns.isEmpty else { return }
+            self.logger.notice("drain: \(self.turns.count) turn(s) still running with \(self.remainingMs(deadlineNs)) ms left: asking agents to stop")
+            for t in self.turns.values where t.running?.terminate() == true { t.stoppedByDrain = true }
+        }
+        let progress = ProgressTicker(self, deadlineNs: deadlineNs)
+        defer {
+            reactor.cancelTimer(termTimer)
+            progress.stop()
+        }
+        if !turns.isEmpty {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    if turns.isEmpty || Task.isCancelled { return c.resume() }
+                    var resumed = false
+                    let once = { if !resumed { resumed = true; c.resume() } }
+                    onIdle.append(once)
+                    cancelWaiters.append(once)
+                }
+            } onCancel: { [weak self] in
+                // The stop sequence cancels from the loop thread.
+                self?.reactor.deliverOnLoop { [weak self] in self?.wakeCancelled() }
+            }
+        }
+        if Task.isCancelled { return }
+        sayGoodbye()
+        await journal.close(compact: true)
+        logger.notice("drain: every turn answered; journal flushed and compacted")
+    }
+
+    /// The budget is spent: stop every agent now. Their turns stay open in
+    /// the journal (interrupted at the next start); no reply goes out.
+    public func abandon() {
+        for t in turns.values {
+            t.running?.kill()
+            t.running = nil
+        }
+        sayGoodbye()
+    }
+
+    func wakeCancelled() {
+        let w = cancelWaiters
+        cancelWaiters = []
+        for f in w { f() }
+    }
+
+    func sayGoodbye() {
+        var o: [UInt8] = []
+        JSONWriter.append("{\"op\":\"goodbye\",\"reason\":\"shutdown\"}\n", to: &o)
+        for c in clients.values {
+            c.push(o)
+            c.connection.closeAfterWriting()
+        }
+    }
+
+    func remainingMs(_ deadlineNs: UInt64) -> UInt64 {
+        let now = monotonicNanoseconds()
+        return now >= deadlineNs ? 0 : (deadlineNs - now) / 1_000_000
+    }
+}
+
+/// Logs the drain's progress once a second (turns left, time left).
+final class ProgressTicker {
+    weak var gateway: SessionGateway?
+    let deadlineNs: UInt64
+    var timer: TimerHandle?
+
+    init(_ gateway: SessionGateway, deadlineNs: UInt64) {
+        self.gateway = gateway
+        self.deadlineNs = deadlineNs
+        arm()
+    }
+
+    func arm() {
+        timer = gateway?.reactor.schedule(after: .seconds(1)) { [weak self] in
+            guard let self, let g = self.gateway else { return }
+            g.logger.notice("drain: \(g.turnsInFlight) turn(s) left, \(g.remainingMs(self.deadlineNs)) ms left")
+            g.drainProgress?(g.turnsInFlight, g.remainingMs(self.deadlineNs))
+            self.arm()
+        }
+    }
+
+    func stop() {
+        if let t = timer { gateway?.reactor.cancelTimer(t) }
+        timer = nil
+    }
+}

@@ -1,0 +1,61 @@
+// What the vigilctl commands share: the state directory options, exit
+// codes, and finding out whether the daemon is running.
+import ArgumentParser
+import Foundation
+import Glibc
+import VigilDurable
+import VigilLifecycle
+
+enum VigilctlExit {
+    static let ok: Int32 = 0
+    /// `status`: the daemon is not running (as LSB's `status` action).
+    static let notRunning: Int32 = 3
+    static let usage: Int32 = 64
+    /// The state directory does not exist or cannot be read.
+    static let noInput: Int32 = 66
+    /// The daemon runs but did not answer on its control socket.
+    static let unavailable: Int32 = 69
+    static let noPermission: Int32 = 77
+}
+
+struct StateOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("vigild's state directory (default $VIGIL_STATE_DIR, else ./vigil-state).", valueName: "dir"))
+    var stateDir: String = ProcessEnvironment.get("VIGIL_STATE_DIR") ?? "vigil-state"
+
+    @Option(name: .customLong("socket"), help: ArgumentHelp("The daemon's control socket (default STATE_DIR/vigild.sock).", valueName: "path"))
+    var socket: String?
+
+    @Flag(name: .customLong("json"), help: "Print one JSON object instead of text.")
+    var json = false
+
+    var socketPath: String { socket ?? (stateDir.hasSuffix("/") ? stateDir : stateDir + "/") + "vigild.sock" }
+
+    func openStateDirectory() throws -> PosixStateFileSystem {
+        do { return try PosixStateFileSystem(path: stateDir, create: false) } catch {
+            fputsStderr("vigilctl: cannot open state directory \(stateDir): \(error)\n")
+            throw ExitCode(error.errno == .permissionDenied ? VigilctlExit.noPermission : VigilctlExit.noInput)
+        }
+    }
+
+    /// The pid holding the directory lock (the running daemon), if any.
+    func daemon(_ fs: PosixStateFileSystem) -> (running: Bool, pid: Int32?) {
+        switch StateDirectoryLock.holder(in: fs) {
+        case .none: (false, nil)
+        case .some(let pid): (true, pid)
+        }
+    }
+}
+
+func fputsStderr(_ s: String) {
+    _ = s.utf8CString.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count - 1) }
+}
+
+/// Parses one JSON object (the daemon's answer, or our own text).
+func jsonObject(_ text: String) -> [String: Any]? {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+}
+
+func jsonText(_ object: Any) -> String {
+    guard let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
+    return String(decoding: d, as: UTF8.self)
+}

@@ -1,0 +1,63 @@
+// `vigilctl status`: the running daemon's own answer (pid, uptime, sessions,
+// turns in flight, draining), else what the state directory says.
+import ArgumentParser
+import Foundation
+import VigilDurable
+import VigilLifecycle
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Whether vigild is running, and what it is doing.",
+        discussion: """
+            Running: asks the daemon on its control socket ({"op":"status"}); --json prints its answer \
+            with "running":true. Not running: reads the state directory; --json prints \
+            {"running":false,"sessions":N,"interrupted_sessions":N,"previous_run":CLASSIFICATION}. \
+            Exit codes: 0 running, 3 not running, 66 state directory unreadable, 69 running but the \
+            control socket did not answer, 77 permission denied.
+            """)
+
+    @OptionGroup var options: StateOptions
+
+    func run() throws {
+        let fs = try options.openStateDirectory()
+        let daemon = options.daemon(fs)
+        if daemon.running {
+            let answer: String
+            do { answer = try ControlClient.request("{\"op\":\"status\"}", socketPath: options.socketPath) } catch {
+                fputsStderr("vigilctl: vigild is running (pid \(daemon.pid.map(String.init) ?? "?")) but its control socket did not answer: \(error)\n")
+                throw ExitCode(error.permissionDenied ? VigilctlExit.noPermission : VigilctlExit.unavailable)
+            }
+            guard var o = jsonObject(answer), o["op"] as? String == "status" else {
+                fputsStderr("vigilctl: unexpected answer from vigild: \(answer)\n")
+                throw ExitCode(VigilctlExit.unavailable)
+            }
+            o["op"] = nil
+            o["running"] = true
+            if options.json { print(jsonText(o)); return }
+            let uptime = (o["uptime_ms"] as? Int ?? 0) / 1000
+            print("vigild is running: pid \(o["pid"] ?? "?"), up \(uptime / 3600)h\(uptime / 60 % 60)m\(uptime % 60)s, version \(o["version"] ?? "?")")
+            print("  \((o["draining"] as? Bool) == true ? "DRAINING (stopping)" : "serving"); agent \(o["agent"] ?? "?"); disk I/O \(o["disk_io"] ?? "?")")
+            print("  connections \(o["connections"] ?? 0), sessions \(o["sessions"] ?? 0) (\(o["interrupted_sessions"] ?? 0) interrupted), turns in flight \(o["turns_in_flight"] ?? 0)")
+            print("  previous run: \(o["previous_run"] ?? "?")")
+            return
+        }
+        let journal: (state: JournalState, report: JournalReplayReport)
+        do { journal = try JournalInspector.read(fs, runIsOver: true) } catch {
+            fputsStderr("vigilctl: cannot read the journal in \(options.stateDir): \(error)\n")
+            throw ExitCode(VigilctlExit.noInput)
+        }
+        let previous = PreviousRun.classify(ShutdownRecordStore(fs: fs).read(), currentBootID: currentBootID())
+        if options.json {
+            print(jsonText([
+                "running": false, "sessions": journal.state.sessions.count,
+                "interrupted_sessions": journal.state.interruptedSessions.count,
+                "previous_run": previous.classification.rawValue,
+            ] as [String: Any]))
+        } else {
+            print("vigild is not running (state \(options.stateDir))")
+            print("  \(journal.state.sessions.count) session(s), \(journal.state.interruptedSessions.count) interrupted; \(previous.summary)")
+        }
+        throw ExitCode(VigilctlExit.notRunning)
+    }
+}
