@@ -79,6 +79,38 @@ final class BadStateDirectoryTests: XCTestCase {
         XCTAssertEqual(try again.waitForExit(), 0, "space is back: recovered")
     }
 
+    /// Disk full while serving: new turns get `unavailable`, the daemon keeps
+    /// running, nothing acknowledged is lost, and it recovers when space returns.
+    func testFullDiskWhileServingRefusesTurnsAndRecovers() throws {
+        try mountTmpfs(size: "512k")
+        let state = mountPoint + "/state"
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
+        try d.waitUntilListening()
+        let c = try LineClient(port: d.port)
+        func ask(_ line: String) -> String { c.send(line + "\n"); return c.nextLine() ?? "<EOF>" }
+        XCTAssertEqual(ask(#"{"op":"send","session":"a","id":"1","text":"x"}"#), #"{"op":"accepted","id":"1"}"#)
+        XCTAssertTrue(c.nextLine()?.contains("\"reply\"") ?? false)
+        XCTAssertEqual(ask(#"{"op":"send","session":"b","id":"2","text":"x","work_ms":600000}"#), #"{"op":"accepted","id":"2"}"#)
+        fill()
+        // 10 kB of text needs new blocks (a small record could still fit in
+        // the segment's last, already allocated page).
+        let big = String(repeating: "y", count: 10_000)
+        let refused = ask(#"{"op":"send","session":"a","id":"3","text":"\#(big)"}"#)
+        XCTAssertTrue(refused.hasPrefix(#"{"op":"error","code":"unavailable","id":"3""#), refused)
+        XCTAssertTrue(refused.contains("disk is full"), refused)
+        XCTAssertEqual(ask(#"{"op":"ping"}"#), #"{"op":"pong"}"#, "still serving")
+        unlink(mountPoint + "/filler")
+        XCTAssertEqual(ask(#"{"op":"send","session":"a","id":"4","text":"back"}"#), #"{"op":"accepted","id":"4"}"#, "space is back: recovered")
+        XCTAssertTrue(c.nextLine()?.contains("\"back\"") ?? false)
+        kill(d.pid, SIGKILL)
+        _ = try d.waitForExit()
+        let sessions = try runTool(vigilctlPath, ["sessions", "--state-dir", state, "--json"])
+        let list = ((try JSONSerialization.jsonObject(with: Data(sessions.1.utf8))) as? [String: Any])?["sessions"] as? [[String: Any]] ?? []
+        XCTAssertEqual(list.map { $0["session"] as? String }, ["a", "b"])
+        XCTAssertEqual(list.first { $0["session"] as? String == "b" }?["interrupted"] as? [String], ["2"], "the acknowledged turn in flight is kept")
+        XCTAssertEqual(list.first { $0["session"] as? String == "a" }?["interrupted"] as? [String], [], "the refused turn 3 was never accepted")
+    }
+
     func testFullDiskAtStopIsReportedAndExitsNonZero() throws {
         try mountTmpfs(size: "256k")
         let state = mountPoint + "/state"
