@@ -6,8 +6,9 @@ set -euo pipefail
 # libsystemd-dev, liburing-dev: headers and libraries the C shim links.
 # pkg-config: locates them for other build systems.  strace: the ordering
 # tests trace vigild's syscalls.  gcc: builds the C reference server for
-# benchmarks.
-packages=(libsystemd-dev liburing-dev pkg-config strace gcc)
+# benchmarks.  e2fsprogs, mount: the power-loss tests make and mount an ext4
+# image on a loop device.  util-linux: unshare, for the PID-1 test.
+packages=(libsystemd-dev liburing-dev pkg-config strace gcc e2fsprogs mount util-linux)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
