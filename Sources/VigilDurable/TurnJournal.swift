@@ -121,6 +121,10 @@ public final class TurnJournal {
     public func append(_ record: JournalRecord, completion: @escaping (Result<UInt64, JournalError>) -> Void) {
         if isClosed { return completion(.failure(.closed)) }
         if let failure { return completion(.failure(failure)) }
+        // The batch goes out at the end of a loop iteration. An append made
+        // outside one (before run(), between runOnce calls) must not wait
+        // for an unrelated event: a queued job makes the next poll return at once.
+        if queue.isEmpty && !batchInFlight { reactor.deliverOnLoop {} }
         queue.append((record, completion))
     }
 

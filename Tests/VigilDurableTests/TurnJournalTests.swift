@@ -78,6 +78,20 @@ final class TurnJournalTests: XCTestCase {
         }
     }
 
+    func testAnAppendOutsideAnIterationDoesNotWaitForAnotherEvent() throws {
+        let r = try reactor()
+        let j = try openJournal(r)
+        var done: Result<UInt64, JournalError>?
+        var gaveUp = false
+        r.schedule(after: .seconds(5)) { gaveUp = true }  // only so a regression cannot hang the suite
+        j.append(.sessionOpened(session: "idle-loop")) { done = $0 }
+        // Nothing else will ever happen on this loop: blocking polls only.
+        while done == nil && !gaveUp { try r.runOnce(timeoutMs: -1) }
+        XCTAssertFalse(gaveUp, "the append waited for an unrelated event")
+        XCTAssertEqual(try done?.get(), 1)
+        try closeJournal(j, r, compact: false)
+    }
+
     func testRolloverCompactionAndCleanClose() throws {
         let r = try reactor()
         var options = TurnJournal.Options()
