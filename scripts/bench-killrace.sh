@@ -4,7 +4,7 @@
 # in one run, on the same disk and the same cores.
 #
 #   scripts/bench-killrace.sh [--trials N] [--delays "0 100 … 3000"] [--idle] [--skip-build]
-#                             [--coarse-trials N] [--budget-min M]
+#                             [--coarse-trials N] [--budget-min M] [--load ping|turns]
 #
 # One trial: a fresh state directory (under /tmp, on the same file system for
 # both servers); the server starts pinned to core 1:
@@ -12,7 +12,11 @@
 #   VIGIL_DEBUG_DRAIN_MS=60000 vigild --listen 127.0.0.1:PORT --state-dir DIR
 # (the drain never ends by itself); once it accepts, and unless --idle,
 #   taskset -c 0 vigil-bench ping --connect … --connections 64 --depth 16 --duration 30 --warmup 0
-# loads it for ~100 ms. Then a small C helper built by this script, pinned to
+# loads it for ~100 ms. With --load turns, vigild gets the full gateway load
+# instead: `vigil-bench turns --sessions 64` (every session with a turn in
+# flight, each turn two group-committed journal records, so the journal's
+# io_uring writes and fdatasyncs run when the SIGTERM lands); the floor, which
+# only speaks ping, keeps the ping load. Then a small C helper built by this script, pinned to
 # core 0 and SCHED_FIFO where permitted (so the load generator on the same
 # core cannot delay it), calls kill(pid, SIGTERM), busy-waits d µs on
 # CLOCK_MONOTONIC and calls kill(pid, SIGKILL); it reports the real gap.
@@ -44,8 +48,10 @@ idle=0
 build=1
 coarse_trials=20
 budget_min=25
+load=ping
 while [ $# -gt 0 ]; do
     case "$1" in
+        --load) load="$2"; shift 2; case "$load" in ping|turns) ;; *) echo "bench-killrace.sh: --load is ping or turns" >&2; exit 64 ;; esac ;;
         --trials) trials="$2"; shift 2 ;;
         --delays) delays="$2"; shift 2 ;;
         --idle) idle=1; shift ;;
@@ -183,8 +189,13 @@ trial() {  # pass server d
     wait_for_port "$port" "$server_pid"
     if [ "$idle" = 0 ]; then
         t0=$(cpu_ticks "$server_pid")
-        taskset -c 0 "$bin/vigil-bench" ping --connect "127.0.0.1:$port" --connections 64 --depth 16 \
-            --duration 30 --warmup 0 >/dev/null 2>&1 &
+        if [ "$load" = turns ] && [ "$s" = vigild ]; then
+            taskset -c 0 "$bin/vigil-bench" turns --connect "127.0.0.1:$port" --sessions 64 \
+                --duration 30 --warmup 0 >/dev/null 2>&1 &
+        else
+            taskset -c 0 "$bin/vigil-bench" ping --connect "127.0.0.1:$port" --connections 64 --depth 16 \
+                --duration 30 --warmup 0 >/dev/null 2>&1 &
+        fi
         load_pid=$!
         sleep 0.1
         t1=$(cpu_ticks "$server_pid")
@@ -245,7 +256,7 @@ run_pass() {  # pass N delays...
 }
 
 fifo_denied=0
-mode=$([ "$idle" = 1 ] && echo "idle" || echo "under ping load 64×16")
+mode=$([ "$idle" = 1 ] && echo "idle" || { [ "$load" = turns ] && echo "under load: vigild 64 sessions of turns (journal group commits), the floor ping 64×16" || echo "under ping load 64×16"; })
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 fs=$(df --output=source,fstype "$work" | tail -1 | awk '{ print $1 " (" $2 ")" }')
 log "machine: nproc=$(nproc) kernel=$(uname -r) loadavg=$load_before state dirs on $fs; $mode"
@@ -262,8 +273,12 @@ if [ "$idle" = 0 ]; then
         esac
         server_pid=$!
         wait_for_port "$port" "$server_pid"
-        line=$(taskset -c 0 "$bin/vigil-bench" ping --connect "127.0.0.1:$port" --connections 64 --depth 16 \
-            --duration 1 --warmup 0.2 --server-pid "$server_pid")
+        if [ "$load" = turns ] && [ "$s" = vigild ]; then
+            line=$(taskset -c 0 "$bin/vigil-bench" turns --connect "127.0.0.1:$port" --sessions 64 --duration 1 --warmup 0.2)
+        else
+            line=$(taskset -c 0 "$bin/vigil-bench" ping --connect "127.0.0.1:$port" --connections 64 --depth 16 \
+                --duration 1 --warmup 0.2 --server-pid "$server_pid")
+        fi
         log "load calibration, $s: $line"
         rate[$s]=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' <<<"$line")
         kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
@@ -353,7 +368,11 @@ echo
 echo "kill-race survival: $(nproc) cores, kernel $(uname -r), $mode; state dirs on $fs; servers on core 1, load and the SIGTERM→SIGKILL helper on core 0$( [ "$fifo_denied" = 1 ] && echo ' (helper NOT SCHED_FIFO: permission denied)' || echo ' (helper SCHED_FIFO)'); loadavg before $load_before, after $load_after"
 if [ "$idle" = 0 ]; then
     echo
-    echo "load: vigil-bench ping 64 connections × 16 in flight; 1 s calibration: floor $(awk -v r="${rate[floor]:-0}" 'BEGIN { printf "%.2f", r / 1e6 }') M round trips/s, vigild $(awk -v r="${rate[vigild]:-0}" 'BEGIN { printf "%.2f", r / 1e6 }') M/s"
+    if [ "$load" = turns ]; then
+        echo "load: floor vigil-bench ping 64 × 16, 1 s calibration $(awk -v r="${rate[floor]:-0}" 'BEGIN { printf "%.2f", r / 1e6 }') M round trips/s; vigild vigil-bench turns 64 sessions, 1 s calibration ${rate[vigild]:-0} durable turns/s"
+    else
+        echo "load: vigil-bench ping 64 connections × 16 in flight; 1 s calibration: floor $(awk -v r="${rate[floor]:-0}" 'BEGIN { printf "%.2f", r / 1e6 }') M round trips/s, vigild $(awk -v r="${rate[vigild]:-0}" 'BEGIN { printf "%.2f", r / 1e6 }') M/s"
+    fi
 fi
 echo
 echo "plan: $plan; ${elapsed_min} min, $trial_count trials (one trial ~${per_trial_ms} ms)"
