@@ -2,8 +2,9 @@
 // Vigil: a Linux daemon toolkit whose stop sequence survives SIGKILL.
 // Layers (each module depends only on those below it):
 //   CVigil (CShims/) → VigilReactor → VigilDurable → VigilLifecycle
-//     → VigilGateway → vigild, vigilctl, vigil-bench
-// The systemd issue adds VigilSystemd between the lifecycle and the gateway.
+//     → VigilSystemd → VigilGateway → vigild, vigilctl, vigil-bench
+// VigilSystemd (sd_notify, watchdog, socket activation, journald, the unit's
+// stop timeout) sits between the lifecycle and the gateway.
 import PackageDescription
 
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
@@ -14,6 +15,7 @@ let package = Package(
         .library(name: "VigilReactor", targets: ["VigilReactor"]),
         .library(name: "VigilDurable", targets: ["VigilDurable"]),
         .library(name: "VigilLifecycle", targets: ["VigilLifecycle"]),
+        .library(name: "VigilSystemd", targets: ["VigilSystemd"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigilctl", targets: ["vigilctl"]),
@@ -59,6 +61,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "VigilSystemd",
+            dependencies: [
+                "CVigil", "VigilReactor", "VigilLifecycle",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "VigilGateway",
             dependencies: [
                 "VigilReactor", "VigilDurable", "VigilLifecycle",
@@ -69,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "vigild",
             dependencies: [
-                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilGateway",
+                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd", "VigilGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,7 +1,7 @@
 // CVigil: the thin C layer under Vigil. It exposes the kernel and library
 // headers Swift imports directly (epoll, signalfd, timerfd, eventfd, liburing,
-// sd-daemon) and wraps only what Swift cannot call cleanly: syscalls glibc
-// does not wrap, accept4 (needs _GNU_SOURCE, which must stay out of this
+// sd-daemon, sd-bus, sd-journal, sd-login) and wraps only what Swift cannot
+// call cleanly: syscalls glibc does not wrap, accept4 (needs _GNU_SOURCE, which must stay out of this
 // header: it breaks the Glibc module's fd_set), and siginfo_t's union fields.
 #ifndef CVIGIL_H
 #define CVIGIL_H
@@ -17,7 +17,11 @@
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
+#include <systemd/sd-login.h>
+#include <sys/uio.h>
 
 // pidfd (Linux 5.3+): glibc 2.36 has wrappers, older ones do not; go direct.
 int cvigil_pidfd_open(pid_t pid, unsigned int flags);

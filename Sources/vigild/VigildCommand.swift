@@ -32,9 +32,12 @@ struct VigildCommand: ParsableCommand {
         discussion: """
             With no arguments vigild serves newline-delimited JSON (docs/protocol.md) on \(VigildDefaults.listen), \
             keeps its state in ./vigil-state (or $STATE_DIRECTORY when systemd provides one) and answers \
-            control requests (vigilctl) on STATE_DIR/vigild.sock.
+            control requests (vigilctl) on STATE_DIR/vigild.sock. Under systemd (docs/systemd.md) it \
+            serves the sockets systemd passes (and binds --listen addresses only when given), asks the \
+            service manager for the unit's TimeoutStopSec (which then wins over --stop-timeout), sends \
+            READY=1/STATUS=/STOPPING=1/WATCHDOG=1, and logs to the journal when stderr is connected to it.
             Environment (used when the flag is absent): VIGIL_LISTEN (comma-separated), VIGIL_STATE_DIR, \
-            VIGIL_STOP_TIMEOUT, VIGIL_AGENT, VIGIL_EXEC_COMMAND, VIGIL_EXEC_TIME_LIMIT, VIGIL_IDLE_TIMEOUT, \
+            VIGIL_STOP_TIMEOUT, VIGIL_STOP_EXTEND, VIGIL_AGENT, VIGIL_EXEC_COMMAND, VIGIL_EXEC_TIME_LIMIT, VIGIL_IDLE_TIMEOUT, \
             VIGIL_MAX_CONNECTIONS, VIGIL_CONTROL_SOCKET; also VIGIL_IO_URING=off (force the pwrite/fdatasync \
             fallback) and VIGIL_LOG_LEVEL (trace…critical).
             Exit codes: 0 stop completed (clean or cut short: the shutdown record tells which), 1 fatal \
@@ -51,6 +54,9 @@ struct VigildCommand: ParsableCommand {
 
     @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Seconds the supervisor allows for stopping before SIGKILL (default 10); the drain ends on its own before that.", valueName: "seconds"))
     var stopTimeout: String?
+
+    @Option(name: .customLong("stop-extend"), help: ArgumentHelp("Under systemd, let the drain run up to this many seconds past the stop timeout, asking for the time with EXTEND_TIMEOUT_USEC (default 0: never).", valueName: "seconds"))
+    var stopExtend: String?
 
     @Option(name: .customLong("agent"), help: ArgumentHelp("Who answers turns: echo (replies with the text after work_ms) or exec (runs --exec-command per turn).", valueName: "echo|exec"))
     var agent: String?

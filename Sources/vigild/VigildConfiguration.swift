@@ -15,6 +15,12 @@ enum AgentKind: String {
 
 struct VigildConfiguration {
     var addresses: [SocketAddress] = []
+    /// --listen or VIGIL_LISTEN was given (with systemd's sockets, vigild
+    /// binds its own only when asked to).
+    var addressesExplicit: Bool
+    /// How much longer than the stop timeout the drain may ask systemd for
+    /// (EXTEND_TIMEOUT_USEC); zero: never ask.
+    var stopExtend: Duration
     var stateDirectory: String
     var budget: StopBudget
     var agent: AgentKind
@@ -26,6 +32,7 @@ struct VigildConfiguration {
     var controlSocket: String?
 
     init(_ c: VigildCommand) throws(ConfigurationError) {
+        addressesExplicit = !c.listen.isEmpty || !(ProcessEnvironment.get("VIGIL_LISTEN") ?? "").isEmpty
         let addressTexts = c.listen.isEmpty ? VigildDefaults.listenFromEnvironment() : c.listen
         for text in addressTexts {
             do { addresses.append(try SocketAddress(parsing: text)) } catch {
@@ -36,6 +43,8 @@ struct VigildConfiguration {
             throw ConfigurationError(description: "\(error)")
         }
         stateDirectory = c.stateDir ?? VigildDefaults.stateDirectory()
+        stopExtend = c.stopExtend == nil && ProcessEnvironment.get("VIGIL_STOP_EXTEND") == nil ? .zero
+            : try Self.seconds(c.stopExtend, env: "VIGIL_STOP_EXTEND", flag: "--stop-extend", default: .zero)
 
         let agentText = c.agent ?? ProcessEnvironment.get("VIGIL_AGENT") ?? "echo"
         guard let kind = AgentKind(rawValue: agentText) else {

@@ -13,6 +13,7 @@ import VigilDurable
 import VigilGateway
 import VigilLifecycle
 import VigilReactor
+import VigilSystemd
 
 struct VigildDaemon {
     let config: VigildConfiguration
@@ -44,9 +45,12 @@ struct VigildDaemon {
             logger.critical("cannot make the shutdown record durable in \(stateDirectory): \(error)")
             throw ExitCode(VigildExit.stateDirUnusable)
         }
-        if previous.isUnclean { logger.warning("\(previous.summary)") } else { logger.notice("\(previous.summary)") }
-        let budget = config.budget
-        logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source.rawValue); drain budget \(budget.drainBudget.milliseconds) ms")
+        let runFields: Logger.Metadata = ["previous_run": "\(previous.classification.rawValue)", "previous_boot": "\(previous.previousBoot)"]
+        if previous.isUnclean { logger.warning("\(previous.summary)", metadata: runFields) } else { logger.notice("\(previous.summary)", metadata: runFields) }
+
+        let notifier = ServiceNotifier()
+        notifier.status("recovering: replaying the turn journal")
+        let budget = resolveBudget(notifier)
 
         // Benchmark hook (docs/benchmarks.md): a sender stamps CLOCK_MONOTONIC
         // into the sigqueue payload; vigild prints the delay to the handler
@@ -60,6 +64,7 @@ struct VigildDaemon {
         }
 
         let journal = try openJournal(stateFS, reactor)
+        let recovered = journal.state
         let agent: any Agent
         switch config.agent {
         case .echo: agent = EchoAgent(reactor: reactor)
@@ -72,7 +77,21 @@ struct VigildDaemon {
         gateway.statusFields = [("version", VigildDefaults.version), ("state_dir", stateDirectory),
                                 ("previous_run", previous.classification.rawValue), ("disk_io", reactor.disk.kind.rawValue)]
         let server = LineServer(reactor: reactor, handler: gateway, logger: logger)
-        for address in config.addresses {
+        // Sockets systemd holds for us (socket activation): served first; our
+        // own addresses are bound besides them only when asked for explicitly.
+        let passed = SocketActivation.takeListeners()
+        for name in passed.ignored { logger.warning("ignoring a passed descriptor that is not a listening stream socket: \(name)") }
+        for socket in passed.sockets {
+            do {
+                try server.adopt(listener: socket.fd, name: "systemd:\(socket.name)")
+                logger.notice("listening on systemd:\(socket.name) (fd \(socket.fd), passed by the service manager)")
+            } catch {
+                logger.critical("cannot serve the socket passed as \(socket.name): \(error)")
+                throw ExitCode(VigildExit.listenFailed)
+            }
+        }
+        let ownAddresses = passed.sockets.isEmpty || config.addressesExplicit ? config.addresses : []
+        for address in ownAddresses {
             do {
                 let bound = try server.listen(on: address)
                 logger.notice("listening on \(bound)")
@@ -101,6 +120,17 @@ struct VigildDaemon {
 
         let stop = StopSequence(reactor: reactor, store: store, budget: budget, logger: logger)
         stop.inFlight = { gateway.turnsInFlight + debugWork }
+        // STOPPING=1 only now: the `stopping` record is durable (docs/systemd.md).
+        var extender: TimeoutExtender?
+        stop.onStopping.append { _ in
+            notifier.stopping(status: "draining: \(gateway.turnsInFlight) turn(s) in flight, \(budget.drainBudget.milliseconds) ms left")
+            if notifier.isEnabled && config.stopExtend > .zero {
+                extender = TimeoutExtender(reactor: reactor, notifier: notifier,
+                                           untilNs: monotonicNanoseconds() + budget.stopTimeout.nanosecondsValue)
+                extender?.start()
+            }
+        }
+        gateway.drainProgress = { turns, msLeft in notifier.status("draining: \(turns) turn(s) left, \(msLeft) ms left") }
         if measureSignals {
             stop.onStopping.append { info in
                 printSignalLatency(info)
@@ -117,8 +147,10 @@ struct VigildDaemon {
             let ahead = min(.seconds(2), budget.drainBudget / 4)
             await gateway.drain(deadlineNs: ctx.deadlineNs, terminateAhead: ahead)
         }
-        stop.onStopped.append { outcome, _ in
+        stop.onStopped.append { outcome, abandoned in
             if outcome == .cutShort { gateway.abandon() }
+            extender?.stop()
+            notifier.status("stopped: \(outcome.rawValue), \(abandoned) turn(s) abandoned")
         }
         do {
             try stop.install()
@@ -129,11 +161,26 @@ struct VigildDaemon {
             if measureSignals {
                 try reactor.onSignal(SIGUSR1) { printSignalLatency($0) }
             }
+            // Test hook (docs/systemd.md): SIGUSR2 wedges the loop, so the
+            // watchdog test can see systemd notice the missing pings.
+            if ProcessEnvironment.get("VIGIL_DEBUG_BLOCK_ON_SIGUSR2") == "1" {
+                try reactor.onSignal(SIGUSR2) { _ in
+                    logger.warning("VIGIL_DEBUG_BLOCK_ON_SIGUSR2: blocking the event loop")
+                    while true { sleep(3600) }
+                }
+            }
         } catch {
             logger.critical("cannot set up the signalfd: \(error)")
             throw ExitCode(VigildExit.osError)
         }
         logger.notice("vigild ready (pid \(getpid()), state \(stateDirectory), disk I/O \(reactor.disk.kind.rawValue), agent \(agent.name))")
+        // READY=1 only now: listeners bound and recovery done.
+        notifier.ready(status: "serving: \(recovered.sessions.count) session(s), \(recovered.interruptedSessions.count) interrupted at the last stop")
+        let watchdog = WatchdogPinger(reactor: reactor, notifier: notifier)
+        if let watchdog {
+            logger.info("watchdog: pinging every \((watchdog.interval / 2).milliseconds) ms (WatchdogSec=\(watchdog.interval.milliseconds) ms)")
+            watchdog.start()
+        }
 
         do { try reactor.run() } catch {
             logger.critical("event loop failed: \(error)")
@@ -142,6 +189,31 @@ struct VigildDaemon {
         server.closeAll()
         reactor.close()
         if stop.exitCode != 0 { throw ExitCode(stop.exitCode) }
+    }
+
+    /// The unit's own TimeoutStopSec when systemd can be asked; else the
+    /// flag, the environment, or the default. Plus --stop-extend under systemd.
+    private func resolveBudget(_ notifier: ServiceNotifier) -> StopBudget {
+        var budget = config.budget
+        let underSystemd = notifier.isEnabled || ProcessEnvironment.get("INVOCATION_ID") != nil
+        if underSystemd {
+            switch StopTimeoutQuery.ask() {
+            case .success(let answer):
+                if budget.source != .builtInDefault && budget.stopTimeout != answer.timeout {
+                    logger.warning("\(budget.source.rawValue) says \(budget.stopTimeout.milliseconds) ms but \(answer.unit) has TimeoutStopSec=\(answer.timeout.milliseconds) ms: following the unit")
+                }
+                budget = StopBudget(stopTimeout: answer.timeout, source: .serviceManager)
+                logger.notice("stop timeout from \(answer.unit) (\(answer.via))")
+            case .failure(let e):
+                logger.info("stop timeout not taken from the service manager: \(e)")
+            }
+        }
+        if notifier.isEnabled && config.stopExtend > .zero {
+            budget = StopBudget(stopTimeout: budget.stopTimeout + config.stopExtend, source: budget.source)
+            logger.notice("the drain may ask systemd for up to \(config.stopExtend.milliseconds) ms more (EXTEND_TIMEOUT_USEC)")
+        }
+        logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source.rawValue); drain budget \(budget.drainBudget.milliseconds) ms")
+        return budget
     }
 
     /// Replays the journal and makes this run's start durable in it.

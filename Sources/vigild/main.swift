@@ -2,6 +2,10 @@
 // no thread exists yet, so every thread created later inherits the mask and
 // the signalfd is the only way any of these signals is ever seen.
 import VigilReactor
+import VigilSystemd
 
 SignalSource.blockDaemonSignals()
+// Before any Logger exists: structured journal entries when stderr is the
+// journal (systemd's JOURNAL_STREAM), plain stderr lines otherwise.
+JournalLogHandler.bootstrap(identifier: "vigild")
 VigildCommand.main()

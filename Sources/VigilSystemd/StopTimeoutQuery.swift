@@ -1,0 +1,101 @@
+// The unit's own TimeoutStopUSec, asked of the service manager over D-Bus
+// (sd-bus), so the drain budget follows the unit file instead of a flag
+// that can drift from it. Synchronous and bounded (1 s per call): it runs
+// once at start-up, before the loop.
+//
+// Which manager: the unit is read from our cgroup (sd_pid_get_user_unit for
+// a user manager's service, else sd_pid_get_unit). The manager is reached on
+// its private socket ($XDG_RUNTIME_DIR/systemd/private for a user manager,
+// /run/systemd/private for the system one, as systemctl does as root), else
+// on the user or system bus.
+import CVigil
+import Glibc
+
+public struct StopTimeoutAnswer: Sendable, Equatable {
+    public let unit: String
+    public let timeout: Duration
+    /// "system manager" or "user manager", and how it was reached.
+    public let via: String
+}
+
+public struct StopTimeoutQueryError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+public enum StopTimeoutQuery {
+    public static func ask() -> Result<StopTimeoutAnswer, StopTimeoutQueryError> {
+        var unitPtr: UnsafeMutablePointer<CChar>?
+        var user = true
+        if sd_pid_get_user_unit(0, &unitPtr) < 0 || unitPtr == nil {
+            user = false
+            guard sd_pid_get_unit(0, &unitPtr) >= 0, unitPtr != nil else {
+                return .failure(.init(description: "not running in a systemd unit"))
+            }
+        }
+        let unit = String(cString: unitPtr!)
+        free(unitPtr)
+        guard unit.hasSuffix(".service") else {
+            return .failure(.init(description: "unit \(unit) is not a service"))
+        }
+        var attempts: [String] = []
+        for (address, label) in candidates(user: user) {
+            switch property(unit: unit, address: address) {
+            case .success(let usec):
+                // USEC_INFINITY: TimeoutStopSec=infinity; no budget to keep.
+                guard usec != UInt64.max, usec > 0 else {
+                    return .failure(.init(description: "\(unit) has TimeoutStopSec=infinity"))
+                }
+                return .success(StopTimeoutAnswer(unit: unit, timeout: .microseconds(Int64(usec)), via: "\(user ? "user" : "system") manager, \(label)"))
+            case .failure(let e):
+                attempts.append("\(label): \(e.description)")
+            }
+        }
+        return .failure(.init(description: "cannot ask the \(user ? "user" : "system") manager about \(unit): " + attempts.joined(separator: "; ")))
+    }
+
+    /// Where to reach the manager, best first. nil address = the default bus.
+    static func candidates(user: Bool) -> [(String?, String)] {
+        if user {
+            var list: [(String?, String)] = []
+            if let dir = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), !dir.isEmpty {
+                list.append(("unix:path=\(dir)/systemd/private", "\(dir)/systemd/private"))
+            }
+            list.append((nil, "user bus"))
+            return list
+        }
+        return [("unix:path=/run/systemd/private", "/run/systemd/private"), (nil, "system bus")]
+    }
+
+    static func property(unit: String, address: String?) -> Result<UInt64, StopTimeoutQueryError> {
+        var bus: OpaquePointer?
+        var r: Int32
+        if let address {
+            r = sd_bus_new(&bus)
+            if r >= 0 { r = sd_bus_set_address(bus, address) }
+            if r >= 0 { r = sd_bus_start(bus) }
+        } else if address == nil, getenv("XDG_RUNTIME_DIR") != nil || getuid() != 0 {
+            r = sd_bus_open_user(&bus)
+        } else {
+            r = sd_bus_open_system(&bus)
+        }
+        defer { if bus != nil { _ = sd_bus_flush_close_unref(bus) } }
+        guard r >= 0 else { return .failure(.init(description: errnoText(-r))) }
+        _ = sd_bus_set_method_call_timeout(bus, 1_000_000)
+        var path: UnsafeMutablePointer<CChar>?
+        r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &path)
+        guard r >= 0, let path else { return .failure(.init(description: "sd_bus_path_encode: \(errnoText(-r))")) }
+        defer { free(path) }
+        var error = sd_bus_error()
+        defer { sd_bus_error_free(&error) }
+        var usec: UInt64 = 0
+        r = sd_bus_get_property_trivial(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Service",
+                                         "TimeoutStopUSec", &error, CChar(UInt8(ascii: "t")), &usec)
+        guard r >= 0 else {
+            let message = error.message.map { String(cString: $0) } ?? errnoText(-r)
+            return .failure(.init(description: message))
+        }
+        return .success(usec)
+    }
+
+    static func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
+}
