@@ -187,6 +187,21 @@ final class SystemdIntegrationTests: XCTestCase {
         XCTAssertTrue(manager.journal(unit).contains("recovered 4 session(s); 3 interrupted"), manager.journal(unit))
     }
 
+    func testExtendTimeoutLetsALongerDrainFinishCleanly() throws {
+        let port = freePort(), state = work + "/state"
+        let f = try service("vigild-ext-\(port).service", port: port, state: state, extra: "TimeoutStopSec=1", args: "--stop-extend 3")
+        let unit = URL(fileURLWithPath: f).lastPathComponent
+        XCTAssertEqual(manager.runUnits([f]).0, 0)
+        let c = try LineClient(port: port)
+        c.send(#"{"op":"send","session":"x","id":"slow","text":"x","work_ms":2000}"# + "\n")
+        XCTAssertEqual(c.nextLine(), #"{"op":"accepted","id":"slow"}"#)
+        let t0 = Date()
+        XCTAssertEqual(manager.run(["ctl", "stop", unit]).0, 0)
+        XCTAssertGreaterThan(Date().timeIntervalSince(t0), 1.5, "the drain outlived TimeoutStopSec=1 thanks to EXTEND_TIMEOUT_USEC")
+        XCTAssertEqual(manager.property(unit, "Result"), "success", manager.journal(unit))
+        XCTAssertEqual(try classification(state), "clean", "the 2 s turn finished within the extension")
+    }
+
     func testBlockedLoopIsCaughtByTheWatchdog() throws {
         let port = freePort(), state = work + "/state"
         let f = try service("vigild-wd-\(port).service", port: port, state: state,
