@@ -149,6 +149,11 @@ final class SystemdIntegrationTests: XCTestCase {
         XCTAssertEqual(manager.property(unit, "ActiveState"), "active")
         XCTAssertEqual(manager.property(unit, "StatusText"), "serving: 0 session(s), 0 interrupted at the last stop")
         XCTAssertTrue(manager.journal(unit).contains("stop timeout 5000 ms from service manager"), manager.journal(unit))
+        // stderr is the journal here: structured entries with Vigil's own fields.
+        let verbose = manager.run(["journal", unit, "--no-pager", "-o", "verbose"]).1
+        XCTAssertTrue(verbose.contains("VIGIL_PREVIOUS_RUN=first-start"), verbose)
+        XCTAssertTrue(verbose.contains("SYSLOG_IDENTIFIER=vigild"), verbose)
+        XCTAssertTrue(verbose.contains("CODE_FILE=vigild/VigildDaemon.swift"), verbose)
         XCTAssertEqual(manager.run(["ctl", "stop", unit]).0, 0)
         XCTAssertEqual(manager.property(unit, "Result"), "success")
         XCTAssertEqual(try classification(state), "clean")
