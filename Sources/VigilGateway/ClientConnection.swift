@@ -16,6 +16,8 @@ final class ClientConnection {
     private var firstSlot = 0
     /// Turns of this connection accepted (or being accepted) and not answered.
     var turnsInFlight = 0
+    /// Sessions whose replies go to this connection (forgotten when it closes).
+    var ownedSessions: Set<String> = []
     var lastActivityNs: UInt64
     /// Unix socket peer of the daemon's own user (may use control requests).
     let isTrustedPeer: Bool

@@ -117,7 +117,15 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     }
 
     public func connectionClosed(_ connection: LineConnection) {
-        clients[connection.id] = nil
+        guard let client = clients.removeValue(forKey: connection.id) else { return }
+        for s in client.ownedSessions where owners[s] == connection.id { owners[s] = nil }
+    }
+
+    /// Replies of `session` go to `client` from now on.
+    private func own(_ session: String, _ client: ClientConnection) {
+        if let previous = owners[session], previous != client.connection.id { clients[previous]?.ownedSessions.remove(session) }
+        owners[session] = client.connection.id
+        client.ownedSessions.insert(session)
     }
 
     public func lineTooLong(limit: Int, from connection: LineConnection, out: inout [UInt8]) {
@@ -171,7 +179,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     func open(_ r: Request, _ client: ClientConnection, _ out: inout [UInt8]) {
         guard let session = r.session else { return badRequest("missing field 'session'", client, &out) }
         if let p = Identifier.problem(session, field: "session") { return badRequest(p, client, &out) }
-        owners[session] = client.connection.id
+        own(session, client)
         if pendingOpens[session] != nil {
             pendingOpens[session]!.append((client, client.reserve()))
             return
@@ -236,7 +244,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         }
         let key = TurnKey(session: session, id: id)
         if turns[key] != nil { return badRequest("turn '\(id)' of session '\(session)' is already in flight", client, &out) }
-        owners[session] = client.connection.id
+        own(session, client)
 
         // Records of one request go into the same group commit, in order.
         if journal.state.status(of: session) == .new && pendingOpens[session] == nil {

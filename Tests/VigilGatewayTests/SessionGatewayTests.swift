@@ -50,6 +50,18 @@ final class SessionGatewayTests: XCTestCase {
         XCTAssertEqual(harness.onLoop { self.harness.gateway.journal.state.status(of: "s2") }, .active)
     }
 
+    func testAReconnectingClientGetsTheReplyOfItsTurnInFlight() throws {
+        harness = try GatewayHarness()
+        var a: Client? = try Client(port: harness.port)
+        XCTAssertEqual(a!.request(#"{"op":"send","session":"r","id":"1","text":"later","work_ms":400}"#)["op"] as? String, "accepted")
+        a = nil  // the client goes away with its turn in flight
+        let b = try Client(port: harness.port)
+        let opened = b.request(#"{"op":"open","session":"r"}"#)
+        XCTAssertEqual(opened["status"] as? String, "active")
+        XCTAssertEqual(opened["in_flight"] as? [String], ["1"])
+        XCTAssertEqual(b.object(b.line()) as NSDictionary, ["op": "reply", "session": "r", "id": "1", "text": "later"])
+    }
+
     func testBadInputGetsBadRequestAndTheConnectionStaysOpen() throws {
         harness = try GatewayHarness()
         let c = try Client(port: harness.port)
