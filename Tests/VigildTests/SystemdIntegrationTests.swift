@@ -25,27 +25,45 @@ final class ServiceManager {
     /// its `systemctl --user` equivalent on a real host.
     @discardableResult
     func run(_ args: [String]) -> (Int32, String) {
-        let p = Process()
+        var argv: [String]
         switch kind {
         case .sandbox(let script):
-            p.executableURL = URL(fileURLWithPath: script)
-            p.arguments = args
+            argv = [script] + args
         case .userManager:
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             switch args.first {
-            case "ctl": p.arguments = ["systemctl", "--user"] + args.dropFirst()
-            case "journal": p.arguments = ["journalctl", "--user", "-u"] + args.dropFirst()
-            case "up": p.arguments = ["true"]
-            default: p.arguments = ["systemctl", "--user"] + args
+            case "ctl": argv = ["systemctl", "--user"] + args.dropFirst()
+            case "journal": argv = ["journalctl", "--user", "-u"] + args.dropFirst()
+            case "up": argv = ["true"]
+            default: argv = ["systemctl", "--user"] + args
             }
         }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        return Self.spawn(argv)
+    }
+
+    /// posix_spawnp + waitpid on that pid, output to a file. Not Foundation's
+    /// Process: `up` leaves a service manager running behind it, and
+    /// Process on Linux was seen never to notice that its child had exited
+    /// (a zombie left unreaped, waitUntilExit blocked for good).
+    static func spawn(_ argv: [String]) -> (Int32, String) {
+        let outPath = NSTemporaryDirectory() + "vigil-sm-\(getpid())-\(UUID().uuidString.prefix(8)).out"
+        defer { unlink(outPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        cargs.append(nil)
+        defer { for c in cargs { free(c) } }
+        var pid: pid_t = 0
+        let r = posix_spawnp(&pid, argv[0], &actions, nil, cargs, environ)
+        guard r == 0 else { return (-1, "posix_spawnp(\(argv[0])): \(String(cString: strerror(r)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return (code, text)
     }
 
     /// Installs unit files and starts the first.
