@@ -41,4 +41,11 @@ done <<'SEEDS'
 SEEDS
 args=(-max_len=70000 -timeout=5 -artifact_prefix="$out/")
 if [ -n "$runs" ]; then args+=(-runs="$runs"); else args+=(-max_total_time="$seconds"); fi
-"$out/request-fuzzer" "${args[@]}" "$out/corpus" 2>&1 | tail -n 25
+# libFuzzer's own summary: the DONE line (coverage, corpus), the run count,
+# and any crash report; the full log stays in .build-fuzz/fuzz.log.
+set +e
+"$out/request-fuzzer" "${args[@]}" "$out/corpus" >"$out/fuzz.log" 2>&1
+rc=$?
+set -e
+grep -E "DONE|^Done|ERROR|SUMMARY|crash-|deadly" "$out/fuzz.log" || tail -n 20 "$out/fuzz.log"
+exit $rc

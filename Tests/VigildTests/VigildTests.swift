@@ -25,15 +25,23 @@ final class VigildTests: XCTestCase {
         let stop = ManagedAtomicFlag()
         let answered = LockedCounter()
         let group = DispatchGroup()
-        for _ in 0..<4 {
+        for t in 0..<4 {
             group.enter()
             Thread {
                 defer { group.leave() }
                 guard let c = try? LineClient(port: d.port) else { return }
                 let batch = String(repeating: "{\"op\":\"ping\"}\n", count: 64)
+                var k = 0
                 while !stop.isSet {
-                    c.send(batch)
-                    answered.add(c.readLines(64).count)
+                    if t % 2 == 0 {
+                        c.send(batch)
+                        answered.add(c.readLines(64).count)
+                    } else {
+                        // Turns: journal appends on io_uring, group commits, echo timers.
+                        k += 1
+                        c.send(#"{"op":"send","session":"load-\#(t)","id":"\#(k)","text":"x"}"# + "\n")
+                        if c.nextLine()?.contains("accepted") == true, c.nextLine()?.contains("reply") == true { answered.add(1) }
+                    }
                 }
             }.start()
         }
