@@ -176,6 +176,7 @@ struct VigildDaemon {
         logger.notice("vigild ready (pid \(getpid()), state \(stateDirectory), disk I/O \(reactor.disk.kind.rawValue), agent \(agent.name))")
         // READY=1 only now: listeners bound and recovery done.
         notifier.ready(status: "serving: \(recovered.sessions.count) session(s), \(recovered.interruptedSessions.count) interrupted at the last stop")
+        if notifier.isEnabled { refreshServingStatus(notifier, gateway, reactor, last: "") }
         let watchdog = WatchdogPinger(reactor: reactor, notifier: notifier)
         if let watchdog {
             logger.info("watchdog: pinging every \((watchdog.interval / 2).milliseconds) ms (WatchdogSec=\(watchdog.interval.milliseconds) ms)")
@@ -189,6 +190,17 @@ struct VigildDaemon {
         server.closeAll()
         reactor.close()
         if stop.exitCode != 0 { throw ExitCode(stop.exitCode) }
+    }
+
+    /// `STATUS=serving: …` kept current while serving (every 5 s, sent only
+    /// when it changed); the drain's own STATUS lines take over at SIGTERM.
+    private func refreshServingStatus(_ notifier: ServiceNotifier, _ gateway: SessionGateway, _ reactor: Reactor, last: String) {
+        _ = reactor.schedule(after: .seconds(5)) {
+            guard !gateway.isDraining else { return }
+            let text = "serving: \(gateway.journal.state.sessions.count) session(s), \(gateway.connectionCount) connection(s), \(gateway.turnsInFlight) turn(s) in flight"
+            if text != last { notifier.status(text) }
+            refreshServingStatus(notifier, gateway, reactor, last: text)
+        }
     }
 
     /// The unit's own TimeoutStopSec when systemd can be asked; else the
