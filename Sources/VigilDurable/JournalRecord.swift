@@ -25,6 +25,15 @@ public enum JournalRecord: Equatable, Sendable {
         }
     }
 
+    /// The encoded body's length (strings are length-prefixed UTF-8).
+    public var bodySize: Int {
+        switch self {
+        case .sessionOpened(let s), .interruptionCleared(let s): 4 + s.utf8.count
+        case .turnAccepted(let s, let id, let t), .turnCompleted(let s, let id, let t): 12 + s.utf8.count + id.utf8.count + t.utf8.count
+        case .runStarted(_, let boot): 8 + boot.utf8.count
+        }
+    }
+
     func encodeBody(into out: inout [UInt8]) {
         switch self {
         case .sessionOpened(let s): out.appendString(s)

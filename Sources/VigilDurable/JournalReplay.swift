@@ -78,6 +78,15 @@ struct JournalReplayer {
                 report.snapshotSequence = seq
             } catch {
                 report.snapshotProblem = error.reason
+                // Kept aside for inspection, so the next compaction cannot
+                // overwrite the evidence.
+                if !readOnly {
+                    let kept = "\(JournalSnapshot.fileName).corrupt-\(wallClockNanoseconds())"
+                    if (try? fs.rename(JournalSnapshot.fileName, to: kept)) != nil {
+                        try? fs.syncDirectory()
+                        report.snapshotProblem = error.reason + " (kept as \(kept))"
+                    }
+                }
             }
         }
         var segments = try fs.list().compactMap { name in JournalFormat.firstSequence(ofSegment: name).map { (name, $0) } }

@@ -1,6 +1,8 @@
 // What the journal says about sessions and turns: rebuilt by replay, kept up
 // to date as records become durable. Applying a record is the only way it
-// changes, so the live state and a replayed one cannot differ.
+// changes; replay adds one step, `endRun()` at the end (the run that wrote
+// the journal is over). The live state equals a replayed one because every
+// run begins with a durable `runStarted` record, which applies the same step.
 
 public struct SessionRecord: Equatable, Sendable {
     /// Turns accepted and not completed, in acceptance order.

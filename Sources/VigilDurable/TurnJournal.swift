@@ -6,9 +6,10 @@
 // returned). Appends made during one loop iteration go to the kernel as one
 // write followed by one fdatasync; only one such batch is in flight at a
 // time — were two in flight, the second's fdatasync could return before the
-// first's write landed, and a crash would leave a hole that replay stops at,
-// dropping acknowledged records after it. Appends arriving meanwhile form
-// the next batch: the busier the daemon, the larger the batches.
+// first's write landed, and a crash would leave a hole: replay would report
+// it as damage and lose the first batch's records, which had been
+// acknowledged. Appends arriving meanwhile form the next batch (at most
+// `maxBatchBytes`): the busier the daemon, the larger the batches.
 import Glibc
 import Logging
 import VigilReactor
@@ -42,6 +43,9 @@ public final class TurnJournal {
         /// Records per group commit (benchmarks set 1 to measure one
         /// fdatasync per record; production leaves it unlimited).
         public var maxBatchRecords = Int.max
+        /// Bytes per group commit: one write(2) stays far below the 2 GiB a
+        /// single write may move, and a huge backlog is flushed in steps.
+        public var maxBatchBytes = 16 << 20
         public init() {}
     }
 
@@ -64,6 +68,7 @@ public final class TurnJournal {
 
     private var queue: [(record: JournalRecord, completion: (Result<UInt64, JournalError>) -> Void)] = []
     private var batchInFlight = false
+    private var inFlightRecords = 0
     private var failure: JournalError?
     private var isClosed = false
     private var idleWaiters: [() -> Void] = []
@@ -83,7 +88,9 @@ public final class TurnJournal {
         state = replay.state
         durableSequence = replay.lastSequence
         closedSegments = replay.segments
-        if let last = closedSegments.popLast(), let end = replay.appendOffset {
+        // Only a last segment that replay found an end for is appended to; an
+        // earlier one stays in closedSegments (compacted like the others).
+        if let end = replay.appendOffset, let last = closedSegments.popLast() {
             segmentName = last
             segmentHandle = try io.fs.openForWriting(last)
             appendOffset = end
@@ -114,13 +121,19 @@ public final class TurnJournal {
     }
 
     /// Records accepted but not yet durable, or durable but not yet reported.
-    public var pendingAppends: Int { queue.count + (batchInFlight ? 1 : 0) }
+    public var pendingAppends: Int { queue.count + inFlightRecords }
 
     /// Appends `record`; `completion` runs on the loop with its sequence
     /// number once it is durable, or with the error.
     public func append(_ record: JournalRecord, completion: @escaping (Result<UInt64, JournalError>) -> Void) {
-        if isClosed { return completion(.failure(.closed)) }
-        if let failure { return completion(.failure(failure)) }
+        // Refusals are delivered on the loop like every other completion,
+        // never from inside append (callers may hold state half-updated).
+        if isClosed { return reactor.deliverOnLoop { completion(.failure(.closed)) } }
+        if let failure { return reactor.deliverOnLoop { [failure] in completion(.failure(failure)) } }
+        // Replay rejects frames whose body exceeds maxBody: such a record must
+        // never be acknowledged.
+        let size = record.bodySize
+        if size > JournalFormat.maxBody { return reactor.deliverOnLoop { completion(.failure(.tooLarge(size))) } }
         // The batch goes out at the end of a loop iteration. An append made
         // outside one (before run(), between runOnce calls) must not wait
         // for an unrelated event: a queued job makes the next poll return at once.
@@ -141,16 +154,23 @@ public final class TurnJournal {
     /// the last batch goes out as one write + fdatasync.
     private func submitBatch() {
         guard !batchInFlight, !queue.isEmpty else { return }
+        var take = 0, batchBytes = 0
+        while take < queue.count && take < options.maxBatchRecords {
+            let b = JournalFormat.recordHeaderSize + queue[take].record.bodySize
+            if take > 0 && batchBytes + b > options.maxBatchBytes { break }
+            batchBytes += b
+            take += 1
+        }
         let batch: [(record: JournalRecord, completion: (Result<UInt64, JournalError>) -> Void)]
-        if queue.count <= options.maxBatchRecords {
+        if take == queue.count {
             batch = queue
             queue.removeAll(keepingCapacity: true)
         } else {
-            batch = Array(queue.prefix(options.maxBatchRecords))
-            queue.removeFirst(options.maxBatchRecords)
+            batch = Array(queue.prefix(take))
+            queue.removeFirst(take)
         }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(batch.count * 64)
+        bytes.reserveCapacity(batchBytes)
         var seq = durableSequence
         for item in batch {
             seq += 1
@@ -163,9 +183,11 @@ public final class TurnJournal {
             }
         }
         batchInFlight = true
+        inFlightRecords = batch.count
         let offset = appendOffset
         io.writeAndSync(segmentHandle, bytes, at: offset) { [unowned self] error in
             self.batchInFlight = false
+            self.inFlightRecords = 0
             if let error {
                 // The file may now hold part (or all) of the failed batch
                 // beyond appendOffset. Its sequence numbers will be reused by

@@ -11,8 +11,9 @@ public final class ExecAgent: Agent {
     let command: String
     let timeLimit: Duration
     let logger: Logger
-    /// Replies larger than this are cut (and the turn reported failed).
-    static let maxReply = 1 << 20
+    /// Replies larger than this are refused (the turn is reported failed):
+    /// the reply is journaled, and a journal record's body is at most 1 MiB.
+    static let maxReply = 512 << 10
 
     public init(reactor: Reactor, command: String, timeLimit: Duration, logger: Logger) {
         self.reactor = reactor

@@ -156,6 +156,48 @@ final class TurnJournalTests: XCTestCase {
         XCTAssertEqual(j3.state.status(of: "a"), .active)
     }
 
+    func testARecordReplayWouldRejectIsNeverAcknowledged() throws {
+        let r = try reactor()
+        let j = try openJournal(r)
+        let huge = String(repeating: "x", count: (1 << 20) + 1)
+        let results = try appendAll(j, r, [.turnCompleted(session: "s", id: "big", reply: huge), .sessionOpened(session: "after")])
+        guard case .failure(.tooLarge(let n)) = results[0] else { return XCTFail("\(results[0])") }
+        XCTAssertGreaterThan(n, 1 << 20)
+        XCTAssertEqual(try results[1].get(), 1, "the journal goes on")
+        try closeJournal(j, r, compact: false)
+        let j2 = try openJournal(try reactor())
+        XCTAssertTrue(j2.report.damaged.isEmpty && j2.report.truncated.isEmpty, j2.report.summary)
+        XCTAssertNotNil(j2.state.sessions["after"])
+    }
+
+    func testABacklogIsCommittedInBoundedBatches() throws {
+        let r = try reactor()
+        var o = TurnJournal.Options()
+        o.maxBatchBytes = 64 << 10
+        let j = try openJournal(r, options: o)
+        let text = String(repeating: "y", count: 1000)
+        let results = try appendAll(j, r, (0..<300).map { .turnAccepted(session: "s", id: "\($0)", text: text) })
+        XCTAssertEqual(results.compactMap { try? $0.get() }, Array(1...300))
+        XCTAssertGreaterThanOrEqual(j.batchesWritten, 5, "about 300 kB in batches of at most 64 kB")
+        try closeJournal(j, r, compact: false)
+    }
+
+    func testAnUnreadableSnapshotIsReportedAndKeptAside() throws {
+        let r = try reactor()
+        let j = try openJournal(r)
+        try appendAll(j, r, [.sessionOpened(session: "kept")])
+        try closeJournal(j, r, compact: true)
+        let snap = dir + "/snapshot"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: snap))
+        bytes[bytes.count / 2] ^= 0x01
+        try bytes.write(to: URL(fileURLWithPath: snap))
+        let j2 = try openJournal(try reactor())
+        XCTAssertNotNil(j2.report.snapshotProblem)
+        XCTAssertTrue(j2.report.summary.contains("SNAPSHOT UNREADABLE"), j2.report.summary)
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir)
+        XCTAssertTrue(names.contains { $0.hasPrefix("snapshot.corrupt-") }, "\(names)")
+    }
+
     func testDamageInTheMiddleIsReportedAndTheRestRecovered() throws {
         let r = try reactor()
         let j = try openJournal(r)
