@@ -1,5 +1,6 @@
 // Command line of vigil-bench: `ping` (pipelined round trips against a
-// newline-delimited JSON server) and `signal` (timestamped sigqueue).
+// newline-delimited JSON server), `signal` (timestamped sigqueue) and
+// `journal` (the turn journal in-process: durable turns/s, replay speed).
 import ArgumentParser
 import Glibc
 import VigilReactor
@@ -15,7 +16,8 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-bench",
         abstract: "Load generator for Vigil's benchmarks (docs/benchmarks.md).",
-        subcommands: [PingCommand.self, SignalCommand.self])
+        subcommands: [PingCommand.self, SignalCommand.self, JournalCommand.self,
+                      TurnsCommand.self, DrainCommand.self, OpenSessionsCommand.self])
 }
 
 struct PingCommand: ParsableCommand {
