@@ -42,7 +42,7 @@ cleanup() {
         kill -KILL "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
-    rm -rf "$work"
+    if [ "${KEEP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -120,11 +120,11 @@ open_line=$(taskset -c 0 "$bin/vigil-bench" open-sessions --connect "127.0.0.1:$
 log "$open_line"
 stop_vigild KILL                      # crash: the journal's segments are replayed
 start_vigild "$dir" "$port"; crash_ns=$(wait_ready "$port")
-replay=$(grep -o 'journal replay: [^;]*' "$work/vigild.log" | tail -1)
+replay=$(grep -o 'journal replay: [^;]*' "$work/vigild.log" | tail -1 || true)
 log "after SIGKILL: ready in $crash_ns ns; $replay"
 stop_vigild TERM                      # clean: snapshot + compaction
 start_vigild "$dir" "$port"; clean_ns=$(wait_ready "$port")
-replay2=$(grep -o 'journal replay: [^;]*' "$work/vigild.log" | tail -1)
+replay2=$(grep -o 'journal replay: [^;]*' "$work/vigild.log" | tail -1 || true)
 log "after a clean stop: ready in $clean_ns ns; $replay2"
 stop_vigild TERM
 base_ns=0

@@ -236,7 +236,7 @@ struct VigildDaemon {
             throw ExitCode(VigildExit.stateDirUnusable)
         }
         let report = journal.report
-        if report.damaged.isEmpty && report.snapshotProblem == nil { logger.info("\(report.summary)") } else { logger.error("\(report.summary)") }
+        if report.damaged.isEmpty && report.snapshotProblem == nil { logger.notice("\(report.summary)") } else { logger.error("\(report.summary)") }
         var started: Result<UInt64, JournalError>?
         journal.append(.runStarted(pid: getpid(), bootID: currentBootID())) { started = $0 }
         while started == nil {
