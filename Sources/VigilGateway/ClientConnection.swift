@@ -11,20 +11,22 @@ import VigilReactor
 final class ClientConnection {
     let connection: LineConnection
     /// Answers not yet sent, oldest first; nil = still waiting for the journal.
-    private var slots = Deque<[UInt8]?>()
+    @exclusivity(unchecked) private var slots = Deque<[UInt8]?>()
     /// Absolute number of the first slot in `slots`.
     private var firstSlot = 0
     /// Turns of this connection accepted (or being accepted) and not answered.
     var turnsInFlight = 0
     /// Sessions whose replies go to this connection (forgotten when it closes).
     var ownedSessions: Set<String> = []
-    var lastActivityNs: UInt64
+    /// The gateway's idle-sweep tick at the last input (a counter, not a
+    /// clock: no clock_gettime per line).
+    @exclusivity(unchecked) var lastActivityTick: Int
     /// Unix socket peer of the daemon's own user (may use control requests).
     let isTrustedPeer: Bool
 
-    init(_ connection: LineConnection, now: UInt64) {
+    init(_ connection: LineConnection, tick: Int) {
         self.connection = connection
-        lastActivityNs = now
+        lastActivityTick = tick
         isTrustedPeer = ClientConnection.peerIsOwnUser(connection.fd)
     }
 

@@ -28,11 +28,16 @@ public final class LineConnection {
     public let fd: Int32
     public let id: UInt64
     var token: Token?
-    var pending: [UInt8] = []
-    var unsent: [UInt8] = []
-    var unsentOffset = 0
-    var closeAfterFlush = false
-    public internal(set) var isClosed = false
+    // Loop-confined, and touched for every line: dynamic exclusivity
+    // checks here cost more than the work (docs/benchmarks.md).
+    @exclusivity(unchecked) var pending: [UInt8] = []
+    @exclusivity(unchecked) var unsent: [UInt8] = []
+    @exclusivity(unchecked) var unsentOffset = 0
+    @exclusivity(unchecked) var closeAfterFlush = false
+    @exclusivity(unchecked) public internal(set) var isClosed = false
+    /// The handler's own per-connection state (found without a lookup on
+    /// the hot path). The handler clears it in connectionClosed.
+    public var userData: AnyObject?
     unowned let server: LineServer
 
     init(fd: Int32, id: UInt64, server: LineServer) {
@@ -66,7 +71,7 @@ public final class LineServer {
     private var connections: [Int32: LineConnection] = [:]
     private var nextID: UInt64 = 1
     private let scratch: UnsafeMutableRawBufferPointer
-    private var out: [UInt8] = []
+    @exclusivity(unchecked) private var out: [UInt8] = []
     /// Stop reading from a client whose unsent replies exceed this.
     private let backpressureBytes = 1 << 20
     /// A client that stops reading while replies keep coming (turns it sent

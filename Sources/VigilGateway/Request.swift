@@ -16,6 +16,26 @@ struct Request {
     var text: String?
     var workMs: Int?
 
+    /// The hot path: whether `line` is a valid object whose `op` is "ping",
+    /// with no String, no optional and nothing to release (a full `parse`
+    /// builds a `Request`, whose copies and releases cost more than the scan).
+    /// Any other line gets the full `parse`.
+    static func isPing(_ line: UnsafeRawBufferPointer) -> Bool {
+        var ping = false
+        do {
+            var scanner = try JSONObjectScanner(line)
+            while let (key, value) = try scanner.next() {
+                if key.matches("op") {
+                    guard case .string(let s) = value, s.matches("ping") else { return false }
+                    ping = true
+                }
+            }
+        } catch {
+            return false  // invalid JSON: the full parse says why
+        }
+        return ping
+    }
+
     /// nil plus a message when the line is not a valid request.
     static func parse(_ line: UnsafeRawBufferPointer) -> (Request?, String?) {
         var opSpan: JSONString?

@@ -79,13 +79,16 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     public var statusFields: [(String, String)] = []
 
     public private(set) var totals = Totals()
+    /// Pings answered (outside `totals`: the hot path touches one word).
+    @exclusivity(unchecked) public private(set) var pings = 0
+    /// Idle-sweep counter; a connection's activity is stamped with it.
+    @exclusivity(unchecked) var tick = 0
     public struct Totals: Sendable {
         public var connectionsAccepted = 0
         public var turnsAccepted = 0
         public var turnsCompleted = 0
         public var turnsRefused = 0
         public var badRequests = 0
-        public var pings = 0
     }
 
     public init(reactor: Reactor, journal: TurnJournal, agent: any Agent, logger: Logger, options: Options = Options()) {
@@ -113,10 +116,13 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
             logger.warning("connection refused: limit of \(options.maxConnections) reached")
             return
         }
-        clients[connection.id] = ClientConnection(connection, now: monotonicNanoseconds())
+        let client = ClientConnection(connection, tick: tick)
+        clients[connection.id] = client
+        connection.userData = client
     }
 
     public func connectionClosed(_ connection: LineConnection) {
+        connection.userData = nil  // ClientConnection holds the connection: break the cycle
         guard let client = clients.removeValue(forKey: connection.id) else { return }
         for s in client.ownedSessions where owners[s] == connection.id { owners[s] = nil }
     }
@@ -132,20 +138,28 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         totals.badRequests += 1
         var e: [UInt8] = []
         JSONWriter.appendError(code: "bad_request", message: "line longer than \(limit) bytes; closing the connection", to: &e)
-        if let c = clients[connection.id] { c.answer(e, out: &out) } else { out += e }
+        if let c = connection.userData.map({ unsafeDowncast($0, to: ClientConnection.self) }) { c.answer(e, out: &out) } else { out += e }
     }
 
     public func handle(line: UnsafeRawBufferPointer, from connection: LineConnection, out: inout [UInt8]) {
-        guard let client = clients[connection.id] else { return }  // over the limit, closing
-        client.lastActivityNs = monotonicNanoseconds()
+        // Set in connectionOpened; nil only for a connection over the limit.
+        guard let data = connection.userData else { return }
+        let client = unsafeDowncast(data, to: ClientConnection.self)
+        client.lastActivityTick = tick
         // The hot path: a ping needs one scan and no allocation.
+        if Request.isPing(line) {
+            pings &+= 1
+            if client.isWaiting { client.answer(Array("{\"op\":\"pong\"}\n".utf8), out: &out) }
+            else { JSONWriter.append("{\"op\":\"pong\"}\n", to: &out) }
+            return
+        }
         let (request, problem) = Request.parse(line)
         guard let request else {
             return badRequest(problem ?? "invalid request", client, &out)
         }
         switch request.op {
         case .ping:
-            totals.pings += 1
+            pings &+= 1
             if client.isWaiting { client.answer(Array("{\"op\":\"pong\"}\n".utf8), out: &out) }
             else { JSONWriter.append("{\"op\":\"pong\"}\n", to: &out) }
         case .open:
@@ -389,11 +403,12 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
 
     private func scheduleIdleSweep() {
         let period = min(options.idleTimeout, .seconds(1))
+        // Idle for `needed` whole periods at least, so for the timeout at least.
+        let needed = Int((options.idleTimeout.nanosecondsValue + period.nanosecondsValue - 1) / max(period.nanosecondsValue, 1))
         idleSweep = reactor.schedule(after: period) { [weak self] in
             guard let self else { return }
-            let now = monotonicNanoseconds()
-            let limit = options.idleTimeout.nanosecondsValue
-            for c in Array(clients.values) where c.turnsInFlight == 0 && !c.isWaiting && now - c.lastActivityNs > limit {
+            tick += 1
+            for c in Array(clients.values) where c.turnsInFlight == 0 && !c.isWaiting && tick - c.lastActivityTick > needed {
                 logger.info("closing connection \(c.connection.id): idle for more than \(options.idleTimeout)")
                 var o: [UInt8] = []
                 JSONWriter.append("{\"op\":\"goodbye\",\"reason\":\"idle\"}\n", to: &o)
@@ -418,7 +433,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         appendNumber("turns_completed", totals.turnsCompleted, &o)
         appendNumber("turns_refused", totals.turnsRefused, &o)
         appendNumber("bad_requests", totals.badRequests, &o)
-        appendNumber("pings", totals.pings, &o)
+        appendNumber("pings", pings, &o)
         appendNumber("journal_batches", journal.batchesWritten, &o)
         appendNumber("journal_records", journal.recordsWritten, &o)
         JSONWriter.append(isDraining ? ",\"draining\":true}\n" : ",\"draining\":false}\n", to: &o)
