@@ -201,6 +201,44 @@ final class GatewayEndToEndTests: XCTestCase {
         XCTAssertEqual((report["interrupted"] as? [[String: Any]] ?? []).map { $0["session"] as? String }, ["e0", "e1", "e2"])
     }
 
+    func testVigilctlStatusAndSessionsOnlineAndOffline() throws {
+        let d = try VigildProcess()
+        let dir = d.stateDir
+        try d.waitUntilListening()
+        let c = try LineClient(port: d.port)
+        XCTAssertEqual(request(c, #"{"op":"send","session":"v1","id":"a","text":"x","work_ms":60000}"#)["op"] as? String, "accepted")
+        // Online: the daemon answers over its control socket.
+        let (st, out) = try runTool(vigilctlPath, ["status", "--state-dir", dir, "--json"])
+        XCTAssertEqual(st, 0, out)
+        let o = json(out)
+        XCTAssertEqual(o["running"] as? Bool, true)
+        XCTAssertEqual(o["pid"] as? Int, Int(d.pid))
+        XCTAssertEqual(o["turns_in_flight"] as? Int, 1)
+        XCTAssertEqual(o["draining"] as? Bool, false)
+        XCTAssertEqual(o["previous_run"] as? String, "first-start")
+        let (hs, human) = try runTool(vigilctlPath, ["status", "--state-dir", dir])
+        XCTAssertEqual(hs, 0)
+        XCTAssertTrue(human.contains("vigild is running: pid \(d.pid)"), human)
+        let (ss, sessions) = try runTool(vigilctlPath, ["sessions", "--state-dir", dir, "--json"])
+        XCTAssertEqual(ss, 0)
+        let live = json(sessions)["sessions"] as? [[String: Any]] ?? []
+        XCTAssertEqual(live.first?["in_flight"] as? [String], ["a"])
+        XCTAssertEqual(live.first?["status"] as? String, "active")
+        kill(d.pid, SIGKILL)
+        _ = try d.waitForExit()
+        // Offline: read from the state directory, which is left as it was.
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        let (os, offline) = try runTool(vigilctlPath, ["status", "--state-dir", dir, "--json"])
+        XCTAssertEqual(os, 3, "not running")
+        XCTAssertEqual(json(offline)["running"] as? Bool, false)
+        XCTAssertEqual(json(offline)["previous_run"] as? String, "crash")
+        XCTAssertEqual(json(offline)["interrupted_sessions"] as? Int, 1)
+        let (_, off) = try runTool(vigilctlPath, ["sessions", "--state-dir", dir, "--json"])
+        XCTAssertEqual((json(off)["sessions"] as? [[String: Any]])?.first?["interrupted"] as? [String], ["a"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), before, "vigilctl changed nothing")
+        XCTAssertEqual(try runTool(vigilctlPath, ["status", "--state-dir", dir + "/missing"]).0, 66)
+    }
+
     /// Live `sleep MARKER` processes (the marker is a unique duration).
     private func childPIDs(_ marker: String) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
