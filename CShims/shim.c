@@ -132,21 +132,34 @@ pid_t cvigil_spawn(const char *file, char *const argv[], int in_fd, int out_fd, 
         return -e;
     }
     if (pid == 0) {
-        /* Child: async-signal-safe calls only. */
-        sigset_t empty;
-        sigemptyset(&empty);
-        sigprocmask(SIG_SETMASK, &empty, NULL);
+        /* Child: async-signal-safe calls only. Default dispositions first,
+         * then the empty mask, so no inherited handler can run in between. */
         for (int s = 1; s < NSIG; s++) {
             if (s == SIGKILL || s == SIGSTOP) continue;
             signal(s, SIG_DFL);
         }
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        /* Its own process group: the daemon signals the whole group (a
+         * shell's pipelines and background jobs too), and a terminal's
+         * Ctrl-C meant for the daemon does not reach the children. */
+        setpgid(0, 0);
         if (pdeathsig > 0) {
             prctl(PR_SET_PDEATHSIG, pdeathsig);
             if (getppid() != parent) _exit(127); /* parent already gone */
         }
-        if (in_fd >= 0 && dup2(in_fd, 0) < 0) goto fail;
-        if (out_fd >= 0 && dup2(out_fd, 1) < 0) goto fail;
-        if (err_fd >= 0 && dup2(err_fd, 2) < 0) goto fail;
+        /* Move the stdio descriptors above 2 before placing them, so none
+         * is clobbered by another's dup2 (a daemon started with stdin
+         * closed gets pipes on 0 and 1). The copies are close-on-exec;
+         * dup2 onto 0, 1 and 2 makes the child's stdio survive the exec. */
+        int fds[3] = { in_fd, out_fd, err_fd };
+        for (int i = 0; i < 3; i++) {
+            if (fds[i] >= 0 && (fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0) goto fail;
+        }
+        for (int i = 0; i < 3; i++) {
+            if (fds[i] >= 0 && dup2(fds[i], i) < 0) goto fail;
+        }
         execvp(file, argv);
     fail:;
         int e = errno;

@@ -29,11 +29,11 @@ int cvigil_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
 // waitid(P_PIDFD, pidfd, ...): reaps the child; fills pid/status/code.
 int cvigil_waitid_pidfd(int pidfd, int options, pid_t *pid, int *code, int *status);
 
-// fork + exec for daemon children: the child gets an empty signal mask,
-// default dispositions, the given stdio, and PR_SET_PDEATHSIG(pdeathsig) so
-// it dies with vigild even when vigild is SIGKILLed (posix_spawn cannot set
-// it). Exec failures are reported through a close-on-exec pipe. Returns the
-// pid, or -errno.
+// fork + exec for daemon children: the child gets default dispositions, an
+// empty signal mask, a process group of its own (pgid = pid), the given
+// stdio, and PR_SET_PDEATHSIG(pdeathsig) so it dies with vigild even when
+// vigild is SIGKILLed (posix_spawn cannot set it). Exec failures are
+// reported through a close-on-exec pipe. Returns the pid, or -errno.
 pid_t cvigil_spawn(const char *file, char *const argv[], int in_fd, int out_fd, int err_fd, int pdeathsig);
 // pipe2(O_CLOEXEC | O_NONBLOCK).
 int cvigil_pipe_nonblocking(int fds[2]);

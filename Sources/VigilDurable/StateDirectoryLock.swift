@@ -32,9 +32,17 @@ public final class StateDirectoryLock {
     public static func acquire(in dir: PosixStateFileSystem) throws(Failure) -> StateDirectoryLock {
         let fd = openat(dir.directoryFD, fileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if fd < 0 { throw .system(SystemCallError("open(\(fileName))", Errno(rawValue: Glibc.errno))) }
+        // vigilctl probes with a shared lock held for microseconds: a few
+        // short retries keep that probe from failing a start as "held".
+        var retries = 20
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let e = Errno(rawValue: Glibc.errno)
             if e == .interrupted { continue }
+            if e == .wouldBlock && retries > 0 {
+                retries -= 1
+                usleep(5_000)
+                continue
+            }
             Glibc.close(fd)
             if e == .wouldBlock { throw .held(byPID: holderPID(dir)) }
             throw .system(SystemCallError("flock(\(fileName))", e))

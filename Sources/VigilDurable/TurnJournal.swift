@@ -66,7 +66,8 @@ public final class TurnJournal {
     /// Sequence of the last durable record.
     public private(set) var durableSequence: UInt64
 
-    private var queue: [(record: JournalRecord, completion: (Result<UInt64, JournalError>) -> Void)] = []
+    private typealias Pending = (record: JournalRecord, joinedToNext: Bool, completion: (Result<UInt64, JournalError>) -> Void)
+    private var queue: [Pending] = []
     private var batchInFlight = false
     private var inFlightRecords = 0
     private var failure: JournalError?
@@ -125,7 +126,9 @@ public final class TurnJournal {
 
     /// Appends `record`; `completion` runs on the loop with its sequence
     /// number once it is durable, or with the error.
-    public func append(_ record: JournalRecord, completion: @escaping (Result<UInt64, JournalError>) -> Void) {
+    /// With `joinedToNext`, the record goes into the same group commit as the
+    /// next one appended (records of one request are durable together or not at all).
+    public func append(_ record: JournalRecord, joinedToNext: Bool = false, completion: @escaping (Result<UInt64, JournalError>) -> Void) {
         // Refusals are delivered on the loop like every other completion,
         // never from inside append (callers may hold state half-updated).
         if isClosed { return reactor.deliverOnLoop { completion(.failure(.closed)) } }
@@ -138,7 +141,7 @@ public final class TurnJournal {
         // outside one (before run(), between runOnce calls) must not wait
         // for an unrelated event: a queued job makes the next poll return at once.
         if queue.isEmpty && !batchInFlight { reactor.deliverOnLoop {} }
-        queue.append((record, completion))
+        queue.append((record, joinedToNext, completion))
     }
 
     /// Appends and waits until durable.
@@ -155,13 +158,15 @@ public final class TurnJournal {
     private func submitBatch() {
         guard !batchInFlight, !queue.isEmpty else { return }
         var take = 0, batchBytes = 0
-        while take < queue.count && take < options.maxBatchRecords {
+        while take < queue.count {
             let b = JournalFormat.recordHeaderSize + queue[take].record.bodySize
-            if take > 0 && batchBytes + b > options.maxBatchBytes { break }
+            // Limits cut only between requests, never after a joined record.
+            let atBoundary = take > 0 && !queue[take - 1].joinedToNext
+            if atBoundary && (take >= options.maxBatchRecords || batchBytes + b > options.maxBatchBytes) { break }
             batchBytes += b
             take += 1
         }
-        let batch: [(record: JournalRecord, completion: (Result<UInt64, JournalError>) -> Void)]
+        let batch: [Pending]
         if take == queue.count {
             batch = queue
             queue.removeAll(keepingCapacity: true)
@@ -227,7 +232,7 @@ public final class TurnJournal {
         e.errno == .noSpace || e.errno == .diskQuotaExceeded ? .noSpace(e) : .failed(e)
     }
 
-    private func fail(_ batch: [(record: JournalRecord, completion: (Result<UInt64, JournalError>) -> Void)], with error: JournalError) {
+    private func fail(_ batch: [Pending], with error: JournalError) {
         if case .failed = error {
             failure = error
             logger.critical("\(error)")

@@ -14,6 +14,11 @@ final class ClientConnection {
     @exclusivity(unchecked) private var slots = Deque<[UInt8]?>()
     /// Absolute number of the first slot in `slots`.
     private var firstSlot = 0
+    /// Bytes of filled answers queued behind a waiting slot: bounded like
+    /// the server's unsent output, or a client pipelining behind a stalled
+    /// disk could make the daemon hold without limit.
+    private var queuedBytes = 0
+    static let maxQueuedBytes = 8 << 20
     /// Turns of this connection accepted (or being accepted) and not answered.
     var turnsInFlight = 0
     /// Sessions whose replies go to this connection (forgotten when it closes).
@@ -34,12 +39,18 @@ final class ClientConnection {
 
     /// An answer produced now: into `out` when nothing waits, else queued.
     func answer(_ bytes: [UInt8], out: inout [UInt8]) {
-        if slots.isEmpty { out.append(contentsOf: bytes) } else { slots.append(bytes) }
+        if slots.isEmpty { out.append(contentsOf: bytes) } else { queue(bytes) }
     }
 
     /// An answer produced later (not inside a read callback).
     func push(_ bytes: [UInt8]) {
-        if slots.isEmpty { connection.send(bytes) } else { slots.append(bytes) }
+        if slots.isEmpty { connection.send(bytes) } else { queue(bytes) }
+    }
+
+    private func queue(_ bytes: [UInt8]) {
+        slots.append(bytes)
+        queuedBytes += bytes.count
+        if queuedBytes > Self.maxQueuedBytes { connection.server.dropSlowClient(connection, queued: queuedBytes) }
     }
 
     /// Reserves the place of an answer that the journal will decide.
@@ -53,8 +64,10 @@ final class ClientConnection {
         guard i >= 0, i < slots.count else { return }
         slots[i] = bytes
         var ready: [UInt8] = []
+        queuedBytes += bytes.count  // counted out below with the rest
         while let head = slots.first, let bytes = head {
             ready.append(contentsOf: bytes)
+            queuedBytes -= bytes.count
             slots.removeFirst()
             firstSlot += 1
         }

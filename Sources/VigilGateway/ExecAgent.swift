@@ -38,15 +38,30 @@ public final class ExecAgent: Agent {
 
         init(reactor: Reactor) { self.reactor = reactor }
 
+        /// The child leads its own process group (cvigil_spawn): signals go
+        /// to the group, so a shell's pipelines and background jobs get them too.
+        func signalGroup(_ sig: Int32) -> Bool {
+            guard let child else { return false }
+            return Glibc.kill(-child.pid, sig) == 0
+        }
+
         func terminate() -> Bool {
-            guard let child, !finished else { return false }
-            return (try? child.send(SIGTERM)) != nil
+            guard !finished, exit == nil else { return false }  // it has answered already
+            return signalGroup(SIGTERM)
         }
 
         func kill() {
-            try? child?.send(SIGKILL)
+            _ = signalGroup(SIGKILL)
             completion = nil
             closeFDs()
+        }
+
+        /// The group is killed and its output so far taken as it is.
+        func forceEnd() {
+            _ = signalGroup(SIGKILL)
+            if let t = stdoutToken { reactor.deregister(t); stdoutToken = nil }
+            eof = true
+            maybeFinish()
         }
 
         func closeFDs() {
@@ -67,12 +82,13 @@ public final class ExecAgent: Agent {
                 result = .failed("agent exceeded its time limit and was killed")
             } else if exit != .exited(0) {
                 result = .failed("agent \(exit)")
-            } else if output.count > ExecAgent.maxReply {
-                result = .failed("agent reply longer than \(ExecAgent.maxReply) bytes")
             } else {
-                var text = String(decoding: output, as: UTF8.self)
+                // Counted after decoding: invalid UTF-8 grows (U+FFFD is 3
+                // bytes), and the journal holds at most 1 MiB per record.
+                var text = String(decoding: output.prefix(ExecAgent.maxReply + 1), as: UTF8.self)
                 if text.hasSuffix("\n") { text.removeLast() }
-                result = .reply(text)
+                result = output.count > ExecAgent.maxReply || text.utf8.count > ExecAgent.maxReply
+                    ? .failed("agent reply longer than \(ExecAgent.maxReply) bytes") : .reply(text)
             }
             completion?(result)
             completion = nil
@@ -84,7 +100,11 @@ public final class ExecAgent: Agent {
         run.completion = completion
         do {
             let input = try ChildSpawner.pipe(nonblocking: .write)
-            let output = try ChildSpawner.pipe(nonblocking: .read)
+            let output: (read: Int32, write: Int32)
+            do { output = try ChildSpawner.pipe(nonblocking: .read) } catch {
+                close(input.read); close(input.write)
+                throw error
+            }
             let pid: pid_t
             do {
                 pid = try ChildSpawner.spawn(["/bin/sh", "-c", command], io: .init(stdin: input.read, stdout: output.write))
@@ -98,8 +118,14 @@ public final class ExecAgent: Agent {
             run.stdoutFD = output.read
             run.pendingInput = Array(turn.text.utf8)
             run.child = try reactor.watchChild(pid: pid) { [weak run] exit in
-                run?.exit = exit
-                run?.maybeFinish()
+                guard let run else { return }
+                run.exit = exit
+                run.maybeFinish()
+                // Exited, but something it started still holds stdout open
+                // (`cmd &`): a short grace, then the group goes.
+                if !run.finished {
+                    run.reactor.schedule(after: .milliseconds(200)) { [weak run] in run?.forceEnd() }
+                }
             }
             run.stdoutToken = try reactor.register(output.read, interest: .readable) { [weak run] _ in
                 guard let run else { return }
@@ -122,7 +148,7 @@ public final class ExecAgent: Agent {
             run.timer = reactor.schedule(after: timeLimit) { [weak run] in
                 guard let run, !run.finished else { return }
                 run.timedOut = true
-                try? run.child?.send(SIGKILL)
+                run.forceEnd()  // finishes once the child's exit is seen
             }
         } catch {
             logger.error("exec agent: cannot start '\(command)': \(error)")

@@ -35,6 +35,9 @@ public final class LineConnection {
     @exclusivity(unchecked) var unsentOffset = 0
     @exclusivity(unchecked) var closeAfterFlush = false
     @exclusivity(unchecked) public internal(set) var isClosed = false
+    /// Overrides the server's `maxUnsentBytes` for this connection (a control
+    /// client that asked for a large listing).
+    public var unsentLimit: Int?
     /// The handler's own per-connection state (found without a lookup on
     /// the hot path). The handler clears it in connectionClosed.
     public var userData: AnyObject?
@@ -258,10 +261,8 @@ public final class LineServer {
         } else if !bytes.isEmpty {
             conn.unsent.append(contentsOf: bytes)
         }
-        if conn.unsent.count - conn.unsentOffset > maxUnsentBytes {
-            slowClientsDropped += 1
-            logger.warning("connection \(conn.id): \(conn.unsent.count - conn.unsentOffset) bytes of replies unread; disconnecting")
-            close(conn)
+        if conn.unsent.count - conn.unsentOffset > (conn.unsentLimit ?? maxUnsentBytes) {
+            dropSlowClient(conn, queued: conn.unsent.count - conn.unsentOffset)
             return
         }
         flush(conn)
@@ -285,11 +286,24 @@ public final class LineServer {
             conn.unsent = []
             conn.unsentOffset = 0
             if conn.closeAfterFlush { close(conn); return }
+        } else if conn.unsentOffset >= 64 << 10 && conn.unsentOffset * 2 >= conn.unsent.count {
+            // A client that always lags a little never drains to zero: drop
+            // what was sent, or the buffer would keep every byte ever sent.
+            conn.unsent.removeFirst(conn.unsentOffset)
+            conn.unsentOffset = 0
         }
         var interest: Interest = []
         if !conn.unsent.isEmpty { interest.insert(.writable) }
         if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush { interest.insert(.readable) }
         if let t = conn.token { try? reactor.reregister(t, interest: interest) }
+    }
+
+    /// Disconnects a client that let `queued` bytes of answers pile up.
+    func dropSlowClient(_ conn: LineConnection, queued: Int) {
+        guard !conn.isClosed else { return }
+        slowClientsDropped += 1
+        logger.warning("connection \(conn.id): \(queued) bytes of answers queued unread; disconnecting")
+        close(conn)
     }
 
     /// Closes a connection now (unsent bytes are dropped).

@@ -29,7 +29,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
 
     /// A turn of this run, from its `send` until its reply is sent.
     final class LiveTurn {
-        enum Phase { case accepting, running, completing }
+        enum Phase { case accepting, running, completing, unrecorded }
         let key: TurnKey
         let text: String
         let workMs: Int
@@ -175,6 +175,9 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
                 JSONWriter.appendError(code: "forbidden", message: "control requests are accepted only on the Unix socket from the daemon's own user", to: &e)
                 return client.answer(e, out: &out)
             }
+            // The listing is one line that grows with the sessions: a trusted
+            // control client may hold more than the usual unread-output bound.
+            if request.op == .sessions { connection.unsentLimit = .max }
             client.answer(request.op == .status ? statusLine() : sessionsLine(), out: &out)
         case .unknown(let name):
             badRequest("unknown op '\(name)'", client, &out)
@@ -263,10 +266,11 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         // Records of one request go into the same group commit, in order.
         if journal.state.status(of: session) == .new && pendingOpens[session] == nil {
             pendingOpens[session] = []
-            journal.append(.sessionOpened(session: session)) { [weak self] in self?.sessionOpenDurable(session, $0) }
+            journal.append(.sessionOpened(session: session), joinedToNext: true) { [weak self] in self?.sessionOpenDurable(session, $0) }
         } else if journal.state.status(of: session) == .interrupted {
             // The client carries on: it has been told (docs/protocol.md).
-            journal.append(.interruptionCleared(session: session)) { _ in }
+            // Same group commit as the turn, never split from it.
+            journal.append(.interruptionCleared(session: session), joinedToNext: true) { _ in }
         }
         let turn = LiveTurn(key: key, text: text, workMs: workMs)
         turn.origin = client
@@ -349,8 +353,21 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
                 self.completionRetries.append(turn)
                 self.scheduleRetry()
             case .failure(let e):
+                // Not durable, so it stays open in the journal: it is
+                // interrupted at the next start, and it stays in `turns`
+                // here so this run's stop cannot be recorded as clean (nor
+                // the same id accepted twice). The client hears why.
                 self.logger.error("turn \(turn.key.session)/\(turn.key.id): completion not recorded (\(e)); it will be reported interrupted")
-                self.finishTurn(turn)
+                turn.phase = .unrecorded
+                if let owner = self.owners[turn.key.session], let client = self.clients[owner] {
+                    var o: [UInt8] = []
+                    JSONWriter.append("{\"op\":\"error\",\"code\":\"unavailable\",\"session\":", to: &o)
+                    JSONWriter.appendString(turn.key.session, to: &o)
+                    JSONWriter.append(",\"id\":", to: &o)
+                    JSONWriter.appendString(turn.key.id, to: &o)
+                    JSONWriter.append(",\"message\":\"the reply could not be recorded; the turn will be reported interrupted\"}\n", to: &o)
+                    client.push(o)
+                }
             }
         }
     }

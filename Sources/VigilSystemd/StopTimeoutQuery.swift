@@ -38,8 +38,8 @@ public enum StopTimeoutQuery {
             return .failure(.init(description: "unit \(unit) is not a service"))
         }
         var attempts: [String] = []
-        for (address, label) in candidates(user: user) {
-            switch property(unit: unit, address: address) {
+        for (address, label, userBus) in candidates(user: user) {
+            switch property(unit: unit, address: address, user: userBus) {
             case .success(let usec):
                 // USEC_INFINITY: TimeoutStopSec=infinity; no budget to keep.
                 guard usec != UInt64.max, usec > 0 else {
@@ -53,29 +53,32 @@ public enum StopTimeoutQuery {
         return .failure(.init(description: "cannot ask the \(user ? "user" : "system") manager about \(unit): " + attempts.joined(separator: "; ")))
     }
 
-    /// Where to reach the manager, best first. nil address = the default bus.
-    static func candidates(user: Bool) -> [(String?, String)] {
-        if user {
-            var list: [(String?, String)] = []
-            if let dir = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), !dir.isEmpty {
-                list.append(("unix:path=\(dir)/systemd/private", "\(dir)/systemd/private"))
-            }
-            list.append((nil, "user bus"))
-            return list
+    /// Where to reach the manager, best first: the kind of manager the
+    /// cgroup suggests, then the other kind (a user manager that owns its
+    /// cgroup tree, as in a container or a sandbox, looks like a system
+    /// one). Asking the wrong manager only fails ("unit not loaded").
+    static func candidates(user: Bool) -> [(address: String?, label: String, userBus: Bool)] {
+        var userSide: [(String?, String, Bool)] = []
+        if let dir = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), !dir.isEmpty {
+            userSide.append(("unix:path=\(dir)/systemd/private", "\(dir)/systemd/private", true))
         }
-        return [("unix:path=/run/systemd/private", "/run/systemd/private"), (nil, "system bus")]
+        userSide.append((nil, "user bus", true))
+        let systemSide: [(String?, String, Bool)] = [("unix:path=/run/systemd/private", "/run/systemd/private", false), (nil, "system bus", false)]
+        return user ? userSide + systemSide : systemSide + userSide
     }
 
-    static func property(unit: String, address: String?) -> Result<UInt64, StopTimeoutQueryError> {
+    static func property(unit: String, address: String?, user: Bool) -> Result<UInt64, StopTimeoutQueryError> {
         var bus: OpaquePointer?
         var r: Int32
         if let address {
             r = sd_bus_new(&bus)
             if r >= 0 { r = sd_bus_set_address(bus, address) }
             if r >= 0 { r = sd_bus_start(bus) }
-        } else if address == nil, getenv("XDG_RUNTIME_DIR") != nil || getuid() != 0 {
+        } else if user {
             r = sd_bus_open_user(&bus)
         } else {
+            // A system unit asks the system bus whatever our uid
+            // (DynamicUser= services are not root and have no user bus).
             r = sd_bus_open_system(&bus)
         }
         defer { if bus != nil { _ = sd_bus_flush_close_unref(bus) } }

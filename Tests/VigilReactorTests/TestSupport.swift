@@ -4,6 +4,19 @@ import VigilReactor
 import XCTest
 
 /// Open descriptors of this process (for leak checks).
+/// The descriptor numbers open in this process.
+func openDescriptors() -> Set<Int> {
+    guard let dir = opendir("/proc/self/fd") else { return [] }
+    defer { closedir(dir) }
+    var fds = Set<Int>()
+    let own = dirfd(dir)
+    while let e = readdir(dir) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if let n = Int(name), n != Int(own) { fds.insert(n) }
+    }
+    return fds
+}
+
 func openDescriptorCount() -> Int {
     guard let dir = opendir("/proc/self/fd") else { return -1 }
     defer { closedir(dir) }

@@ -175,6 +175,27 @@ final class GatewayEndToEndTests: XCTestCase {
         XCTAssertEqual(interrupted.first?["turns"] as? [String], ["2"], "the turn whose child died with vigild")
     }
 
+    func testExecBackgroundJobsDoNotHoldTheTurnAndAreKilledWithTheGroup() throws {
+        let marker = "62.\(UInt32.random(in: 100_000...999_999))"
+        let sd = NSTemporaryDirectory() + "vigil-exec-\(getpid())-\(UUID().uuidString.prefix(6))"
+        // The command answers, but leaves a background job holding stdout.
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", sd,
+                                              "--agent", "exec", "--exec-command", "read l; echo \"got $l\"; (sleep \(marker) &)",
+                                              "--exec-time-limit", "20"], stateDir: sd)
+        defer { try? FileManager.default.removeItem(atPath: sd) }
+        try d.waitUntilListening()
+        let c = try LineClient(port: d.port)
+        let t0 = Date()
+        XCTAssertEqual(request(c, #"{"op":"send","session":"bg","id":"1","text":"x"}"#)["op"] as? String, "accepted")
+        XCTAssertEqual(json(c.nextLine())["text"] as? String, "got x")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 5, "answered soon after the command exited, not at the time limit")
+        let gone = Date().addingTimeInterval(3)
+        while !childPIDs(marker).isEmpty && Date() < gone { usleep(10_000) }
+        XCTAssertEqual(childPIDs(marker), [], "the background job went with the child's process group")
+        d.signal(SIGTERM)
+        XCTAssertEqual(try d.waitForExit(), 0)
+    }
+
     func testExecChildrenAreStoppedWithinTheBudgetAndTheirTurnsInterrupted() throws {
         let marker = "61.\(UInt32.random(in: 100_000...999_999))"
         let sd = NSTemporaryDirectory() + "vigil-exec-\(getpid())-\(UUID().uuidString.prefix(6))"
