@@ -72,6 +72,14 @@ final class ClientConnection {
             firstSlot += 1
         }
         if !ready.isEmpty { connection.send(ready) }
+        closeIfDone()
+    }
+
+    /// After a half-close: close once nothing more is due to this client.
+    func closeIfDone() {
+        if connection.inputEnded && slots.isEmpty && turnsInFlight == 0 && !connection.isClosed {
+            connection.closeAfterWriting()
+        }
     }
 
     /// A Unix socket peer running as the daemon's own user.

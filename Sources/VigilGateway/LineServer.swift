@@ -16,11 +16,16 @@ public protocol LineHandler: AnyObject {
     func lineTooLong(limit: Int, from connection: LineConnection, out: inout [UInt8])
     func connectionOpened(_ connection: LineConnection)
     func connectionClosed(_ connection: LineConnection)
+    /// The client half-closed (EOF). Return true to keep the connection open
+    /// for answers still to come; the handler then closes it
+    /// (`closeAfterWriting`) once they are sent.
+    func inputEnded(_ connection: LineConnection) -> Bool
 }
 
 extension LineHandler {
     public func connectionOpened(_ connection: LineConnection) {}
     public func connectionClosed(_ connection: LineConnection) {}
+    public func inputEnded(_ connection: LineConnection) -> Bool { false }
 }
 
 /// One client connection.
@@ -34,6 +39,8 @@ public final class LineConnection {
     @exclusivity(unchecked) var unsent: [UInt8] = []
     @exclusivity(unchecked) var unsentOffset = 0
     @exclusivity(unchecked) var closeAfterFlush = false
+    /// The client half-closed; the connection stays for answers still due.
+    @exclusivity(unchecked) public internal(set) var inputEnded = false
     @exclusivity(unchecked) public internal(set) var isClosed = false
     /// Overrides the server's `maxUnsentBytes` for this connection (a control
     /// client that asked for a large listing).
@@ -191,9 +198,16 @@ public final class LineServer {
             case .wouldBlock:
                 break readLoop
             case .processed(0):
-                // EOF: replies already produced still go out (half-close).
+                // EOF: replies already produced still go out (half-close);
+                // the handler may keep the connection for answers to come.
                 if !out.isEmpty { write(out, to: conn) }
-                close(conn)
+                if conn.isClosed { return }
+                if handler.inputEnded(conn) {
+                    conn.inputEnded = true
+                    flush(conn)  // stop watching for input
+                } else {
+                    close(conn)
+                }
                 return
             case .processed(let n):
                 let tooLong: Bool
@@ -294,7 +308,7 @@ public final class LineServer {
         }
         var interest: Interest = []
         if !conn.unsent.isEmpty { interest.insert(.writable) }
-        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush { interest.insert(.readable) }
+        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded { interest.insert(.readable) }
         if let t = conn.token { try? reactor.reregister(t, interest: interest) }
     }
 

@@ -134,6 +134,14 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         client.ownedSessions.insert(session)
     }
 
+    /// A half-closed client still gets its `accepted` answers and the
+    /// replies of its turns; the connection closes once they are sent.
+    public func inputEnded(_ connection: LineConnection) -> Bool {
+        guard let data = connection.userData else { return false }
+        let client = unsafeDowncast(data, to: ClientConnection.self)
+        return client.isWaiting || client.turnsInFlight > 0
+    }
+
     public func lineTooLong(limit: Int, from connection: LineConnection, out: inout [UInt8]) {
         totals.badRequests += 1
         var e: [UInt8] = []
@@ -409,6 +417,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     func finishTurn(_ turn: LiveTurn) {
         turns[turn.key] = nil
         turn.origin?.turnsInFlight -= 1
+        turn.origin?.closeIfDone()
         if turns.isEmpty {
             let waiters = onIdle
             onIdle = []

@@ -62,6 +62,25 @@ final class SessionGatewayTests: XCTestCase {
         XCTAssertEqual(b.object(b.line()) as NSDictionary, ["op": "reply", "session": "r", "id": "1", "text": "later"])
     }
 
+    func testAHalfClosedClientStillGetsItsAnswersThenTheConnectionCloses() throws {
+        harness = try GatewayHarness()
+        let c = try Client(port: harness.port)
+        // `printf … | nc -N` style: send, then shut down the writing side.
+        c.send(#"{"op":"open","session":"hc"}"# + "\n" + #"{"op":"send","session":"hc","id":"1","text":"bye","work_ms":100}"# + "\n" + #"{"op":"ping"}"# + "\n")
+        shutdown(c.fd, Int32(SHUT_WR))
+        XCTAssertEqual(c.object(c.line())["status"] as? String, "new")
+        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "accepted", "id": "1"])
+        XCTAssertEqual(c.line(), #"{"op":"pong"}"#)
+        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "reply", "session": "hc", "id": "1", "text": "bye"])
+        XCTAssertNil(c.line(), "closed once nothing more is due")
+        // A half-close with nothing pending still closes at once.
+        let d = try Client(port: harness.port)
+        d.send(#"{"op":"ping"}"# + "\n")
+        shutdown(d.fd, Int32(SHUT_WR))
+        XCTAssertEqual(d.line(), #"{"op":"pong"}"#)
+        XCTAssertNil(d.line())
+    }
+
     func testBadInputGetsBadRequestAndTheConnectionStaysOpen() throws {
         harness = try GatewayHarness()
         let c = try Client(port: harness.port)
