@@ -62,6 +62,9 @@ public final class StopSequence: @unchecked Sendable {
     private var budgetTimer: TimerHandle?
     private var drainTask: Task<Void, Never>?
     private var recordFailure = false
+    /// False once a record of this stop could not be made durable (the
+    /// hooks run all the same: the process is stopping either way).
+    public var recordsDurable: Bool { !recordFailure }
 
     public init(reactor: Reactor, store: ShutdownRecordStore, budget: StopBudget, logger: Logger) {
         self.reactor = reactor

@@ -123,7 +123,8 @@ struct VigildDaemon {
         // STOPPING=1 only now: the `stopping` record is durable (docs/systemd.md).
         var extender: TimeoutExtender?
         stop.onStopping.append { _ in
-            notifier.stopping(status: "draining: \(gateway.turnsInFlight) turn(s) in flight, \(budget.drainBudget.milliseconds) ms left")
+            let warning = stop.recordsDurable ? "" : " (the stopping record could NOT be made durable)"
+            notifier.stopping(status: "draining: \(gateway.turnsInFlight) turn(s) in flight, \(budget.drainBudget.milliseconds) ms left\(warning)")
             if notifier.isEnabled && config.stopExtend > .zero {
                 extender = TimeoutExtender(reactor: reactor, notifier: notifier,
                                            untilNs: monotonicNanoseconds() + budget.stopTimeout.nanosecondsValue)
