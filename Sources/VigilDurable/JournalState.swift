@@ -24,12 +24,16 @@ public struct JournalState: Equatable, Sendable {
     public private(set) var sessions: [String: SessionRecord] = [:]
     /// Number of turns accepted and not completed, over all sessions.
     public private(set) var openTurnCount = 0
+    /// Sessions with interrupted turns (kept by `apply`, so `stats` and
+    /// `status` need no pass over every session).
+    public private(set) var interruptedSessionCount = 0
 
     public init() {}
 
     init(sessions: [String: SessionRecord]) {
         self.sessions = sessions
         openTurnCount = sessions.values.reduce(0) { $0 + $1.openTurns.count }
+        interruptedSessionCount = sessions.values.reduce(0) { $0 + ($1.interruptedTurns.isEmpty ? 0 : 1) }
     }
 
     public func status(of session: String) -> SessionStatus {
@@ -57,6 +61,7 @@ public struct JournalState: Equatable, Sendable {
         case .runStarted:
             endRun()
         case .interruptionCleared(let s):
+            if sessions[s]?.interruptedTurns.isEmpty == false { interruptedSessionCount -= 1 }
             sessions[s]?.interruptedTurns = []
         }
     }
@@ -65,6 +70,7 @@ public struct JournalState: Equatable, Sendable {
     mutating func endRun() {
         guard openTurnCount > 0 else { return }
         for (name, var s) in sessions where !s.openTurns.isEmpty {
+            if s.interruptedTurns.isEmpty { interruptedSessionCount += 1 }
             s.interruptedTurns.append(contentsOf: s.openTurns)
             s.openTurns = []
             sessions[name] = s

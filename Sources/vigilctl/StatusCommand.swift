@@ -51,12 +51,12 @@ struct StatusCommand: ParsableCommand {
         if options.json {
             print(jsonText([
                 "running": false, "sessions": journal.state.sessions.count,
-                "interrupted_sessions": journal.state.interruptedSessions.count,
+                "interrupted_sessions": journal.state.interruptedSessionCount,
                 "previous_run": previous.classification.rawValue,
             ] as [String: Any]))
         } else {
             print("vigild is not running (state \(options.stateDir))")
-            print("  \(journal.state.sessions.count) session(s), \(journal.state.interruptedSessions.count) interrupted; \(previous.summary)")
+            print("  \(journal.state.sessions.count) session(s), \(journal.state.interruptedSessionCount) interrupted; \(previous.summary)")
         }
         throw ExitCode(VigilctlExit.notRunning)
     }

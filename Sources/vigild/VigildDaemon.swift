@@ -176,7 +176,7 @@ struct VigildDaemon {
         }
         logger.notice("vigild ready (pid \(getpid()), state \(stateDirectory), disk I/O \(reactor.disk.kind.rawValue), agent \(agent.name))")
         // READY=1 only now: listeners bound and recovery done.
-        notifier.ready(status: "serving: \(recovered.sessions.count) session(s), \(recovered.interruptedSessions.count) interrupted at the last stop")
+        notifier.ready(status: "serving: \(recovered.sessions.count) session(s), \(recovered.interruptedSessionCount) interrupted at the last stop")
         if notifier.isEnabled { refreshServingStatus(notifier, gateway, reactor, last: "") }
         let watchdog = WatchdogPinger(reactor: reactor, notifier: notifier)
         if let watchdog {

@@ -69,11 +69,13 @@ final class TurnJournalTests: XCTestCase {
             XCTAssertEqual(j2.report.recordsReplayed, 5)
             XCTAssertEqual(j2.state.status(of: "a"), .interrupted)
             XCTAssertEqual(j2.state.sessions["a"]?.interruptedTurns, ["1"])
+            XCTAssertEqual(j2.state.interruptedSessionCount, j2.state.interruptedSessions.count)
             XCTAssertEqual(j2.state.status(of: "b"), .active)
             XCTAssertEqual(j2.state.status(of: "zzz"), .new)
             XCTAssertEqual(j2.durableSequence, 5)
             try appendAll(j2, r2, [.runStarted(pid: 1, bootID: "b"), .interruptionCleared(session: "a")])
             XCTAssertEqual(j2.state.status(of: "a"), .active)
+            XCTAssertEqual(j2.state.interruptedSessionCount, 0)
             try closeJournal(j2, r2, compact: false)
         }
     }
