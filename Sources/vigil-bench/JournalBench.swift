@@ -239,3 +239,22 @@ struct LatencySummary {
 }
 
 func microseconds(_ ns: UInt32) -> String { fixed(Double(ns) / 1000, 1) }
+
+/// A reactor (io_uring or the syscall backend) and a journal in `dir`: what
+/// both journal benchmarks run on.
+func openBenchJournal(_ dir: String, ioUring: IOUringMode, options: TurnJournal.Options) throws(BenchError) -> (Reactor, TurnJournal) {
+    var ro = Reactor.Options()
+    ro.ioUring = ioUring
+    let reactor: Reactor
+    do { reactor = try Reactor(options: ro) } catch {
+        throw BenchError("cannot create the event loop: \(error)")
+    }
+    do {
+        let fs = try PosixStateFileSystem(path: dir, create: false)
+        let journal = try TurnJournal(io: DiskJournalIO(fs: fs, disk: reactor.disk), reactor: reactor, logger: reactor.logger, options: options)
+        return (reactor, journal)
+    } catch {
+        reactor.close()
+        throw BenchError("cannot open a journal in \(dir): \(error)")
+    }
+}

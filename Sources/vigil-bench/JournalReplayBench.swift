@@ -99,26 +99,15 @@ final class JournalReplayBench: @unchecked Sendable {
     }
 
     private func write(_ dir: String) throws(BenchError) -> (ns: UInt64, batches: Int, backend: String) {
-        var options = Reactor.Options()
-        options.ioUring = config.ioUring
-        let reactor: Reactor
-        do { reactor = try Reactor(options: options) } catch {
-            throw BenchError("cannot create the event loop: \(error)")
-        }
+        var jo = TurnJournal.Options()
+        // Everything must stay in segments for the replay to read.
+        jo.compactAfterSegments = .max
+        let (reactor, journal) = try openBenchJournal(dir, ioUring: config.ioUring, options: jo)
         defer { reactor.close() }
         self.reactor = reactor
-        do {
-            let fs = try PosixStateFileSystem(path: dir, create: false)
-            var jo = TurnJournal.Options()
-            // Everything must stay in segments for the replay to read.
-            jo.compactAfterSegments = .max
-            journal = try TurnJournal(io: DiskJournalIO(fs: fs, disk: reactor.disk), reactor: reactor, logger: reactor.logger, options: jo)
-        } catch {
-            throw BenchError("cannot open a journal in \(dir): \(error)")
-        }
+        self.journal = journal
         var start: UInt64 = 0
-        // From inside the loop: the journal submits at the end of an
-        // iteration, and before run() there is none.
+        // The clock starts with the loop's first job.
         reactor.deliverOnLoop { [unowned self] in
             start = monotonicNanoseconds()
             self.appendChunk()
@@ -128,8 +117,8 @@ final class JournalReplayBench: @unchecked Sendable {
         }
         let ns = monotonicNanoseconds() - start
         if let failure { throw failure }
-        let batches = journal.batchesWritten
-        journal = nil
+        let batches = self.journal.batchesWritten
+        self.journal = nil
         self.reactor = nil
         return (ns, batches, reactor.disk.kind.rawValue)
     }

@@ -107,28 +107,16 @@ final class JournalTurnLoad: @unchecked Sendable {
         let fsName = filesystemName(dir)
         warnIfNotADisk(fsName, dir)
 
-        var options = Reactor.Options()
-        options.ioUring = config.ioUring
-        let reactor: Reactor
-        do { reactor = try Reactor(options: options) } catch {
-            throw BenchError("cannot create the event loop: \(error)")
-        }
+        var jo = TurnJournal.Options()
+        jo.maxBatchRecords = config.maxBatchRecords
+        let (reactor, journal) = try openBenchJournal(dir, ioUring: config.ioUring, options: jo)
         // The journal's iteration observer holds it unowned: it must outlive
         // every turn of the loop, so both live until the loop has stopped.
         defer { reactor.close() }
         self.reactor = reactor
-        do {
-            let fs = try PosixStateFileSystem(path: dir, create: false)
-            var jo = TurnJournal.Options()
-            jo.maxBatchRecords = config.maxBatchRecords
-            journal = try TurnJournal(io: DiskJournalIO(fs: fs, disk: reactor.disk), reactor: reactor, logger: reactor.logger, options: jo)
-        } catch {
-            throw BenchError("cannot open a journal in \(dir): \(error)")
-        }
+        self.journal = journal
 
-        // Started from inside the loop: the journal submits what was queued
-        // at the end of a loop iteration, and before run() there is none (the
-        // first iteration would sleep in epoll with the appends still queued).
+        // The load starts with the loop's first job.
         reactor.deliverOnLoop { [unowned self] in
             // Each session becomes known first (as `open` does), then loops.
             for i in 0..<self.config.sessions {
