@@ -132,8 +132,13 @@ pid_t cvigil_spawn(const char *file, char *const argv[], int in_fd, int out_fd, 
         return -e;
     }
     if (pid == 0) {
-        /* Child: async-signal-safe calls only. Default dispositions first,
-         * then the empty mask, so no inherited handler can run in between. */
+        /* Child of a fork: async-signal-safe calls only up to the exec (a
+         * lock another thread held at the fork stays held here). execvp is
+         * the one exception POSIX does not bless: with a bare name it
+         * searches PATH, which glibc does in stack buffers, without malloc;
+         * callers that can pass a path with a slash (the exec agent's
+         * /bin/sh) skip the search. Default dispositions first, then the
+         * empty mask, so no inherited handler can run in between. */
         for (int s = 1; s < NSIG; s++) {
             if (s == SIGKILL || s == SIGSTOP) continue;
             signal(s, SIG_DFL);

@@ -1,15 +1,17 @@
 // The single-threaded reactor. One thread; epoll_pwait is the only place it
-// blocks. Every iteration:
-//   1. epoll_pwait (timeout 0 when work is already queued);
-//   2. the signalfd first, if it is ready: signal handlers run to completion
+// blocks. Every iteration (`runOnce`):
+//   1. the disk backend's queued submissions go to the kernel (one
+//      io_uring_enter; the syscall fallback runs them and queues completions);
+//   2. epoll_pwait (timeout 0 when jobs are already queued);
+//   3. the signalfd first, if it is ready: signal handlers run to completion
 //      before any other callback or task of the iteration — this is what
 //      lets a SIGTERM handler make the shutdown record durable before any
-//      drain work is even scheduled;
-//   3. the other ready sources (descriptors, timerfd, waker, pidfds, the
+//      drain work is even scheduled. A handled signal that arrives later in
+//      the batch is read before the next callback (one rt_sigpending each);
+//   4. the other ready sources (descriptors, timerfd, waker, pidfds, the
 //      io_uring eventfd), stale events dropped by token generation;
-//   4. a bounded batch of queued jobs (Swift tasks and closures);
-//   5. iteration observers (e.g. the systemd watchdog ping), then the disk
-//      backend's queued submissions go to the kernel in one io_uring_enter.
+//   5. a bounded batch of queued jobs (Swift tasks and closures);
+//   6. iteration observers (e.g. the systemd watchdog ping).
 import CVigil
 import DequeModule
 import Glibc
@@ -65,9 +67,10 @@ public final class Reactor: @unchecked Sendable {
     var watchedChildren: [pid_t: ChildHandle] = [:]
     private var running = false
     private let stopRequested = Atomic<Bool>(false)
-    /// The thread that drives the loop: the creating thread until run()
-    /// or runOnce() is called from another.
-    private var loopThread: pthread_t
+    /// The thread that drives the loop (its pthread_t): the creating thread
+    /// until run() or runOnce() is called from another. Atomic because
+    /// `execute` and `isOnLoopThread` read it from any thread.
+    private let loopThread: Atomic<UInt>
     private var closed = false
 
     /// The disk backend: io_uring, or the syscall fallback.
@@ -75,7 +78,7 @@ public final class Reactor: @unchecked Sendable {
 
     public init(options: Options = Options(), logger: Logger = Logger(label: "vigil.reactor")) throws(SystemCallError) {
         self.logger = logger
-        loopThread = pthread_self()
+        loopThread = Atomic(UInt(pthread_self()))
         epfd = try Syscall.epollCreate()
         eventCapacity = max(1, options.eventBatch)
         jobBatch = max(1, options.jobBatch)
@@ -131,6 +134,7 @@ public final class Reactor: @unchecked Sendable {
     /// Watches `fd` (level-triggered). The caller keeps ownership of `fd` and
     /// must `deregister` before closing it.
     public func register(_ fd: Int32, interest: Interest, handler: @escaping (Readiness) -> Void) throws(SystemCallError) -> Token {
+        assertOnLoopThread()
         let token = registry.insert(fd: fd, interest: interest, handler: handler)
         do {
             try Syscall.epollCtl(epfd, EPOLL_CTL_ADD, fd, events: interest.epollEvents, data: token.raw)
@@ -143,6 +147,7 @@ public final class Reactor: @unchecked Sendable {
 
     /// Changes what a registration listens for (no syscall when unchanged).
     public func reregister(_ token: Token, interest: Interest) throws(SystemCallError) {
+        assertOnLoopThread()
         guard let fd = registry.fd(of: token), registry.interest(of: token) != interest else { return }
         try Syscall.epollCtl(epfd, EPOLL_CTL_MOD, fd, events: interest.epollEvents, data: token.raw)
         registry.setInterest(token, interest)
@@ -150,6 +155,7 @@ public final class Reactor: @unchecked Sendable {
 
     /// Stops watching; events of this token still in the current batch are dropped.
     public func deregister(_ token: Token) {
+        assertOnLoopThread()
         guard let fd = registry.remove(token) else { return }
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
     }
@@ -163,6 +169,7 @@ public final class Reactor: @unchecked Sendable {
     /// calling thread; a daemon must also call `SignalSource.blockDaemonSignals()`
     /// first thing in `main` so that no other thread can take it.
     public func onSignal(_ signal: Int32, handler: @escaping (SignalInfo) -> Void) throws(SystemCallError) {
+        assertOnLoopThread()
         SignalSource.block([signal])
         signalHandlers[signal] = handler
         if signal < 64 { handledSignalMask |= 1 << UInt64(signal - 1) }
@@ -195,17 +202,38 @@ public final class Reactor: @unchecked Sendable {
     /// Runs `callback` on the loop at CLOCK_MONOTONIC `deadlineNs`.
     @discardableResult
     public func schedule(atNanoseconds deadlineNs: UInt64, _ callback: @escaping () -> Void) -> TimerHandle {
+        assertOnLoopThread()
         let handle = timers.schedule(at: deadlineNs, callback)
         rearmTimer()
         return handle
     }
 
+    /// Runs `callback` on the loop once, `delay` from now.
     @discardableResult
     public func schedule(after delay: Duration, _ callback: @escaping () -> Void) -> TimerHandle {
         schedule(atNanoseconds: monotonicNanoseconds() &+ delay.nanosecondsValue, callback)
     }
 
+    /// Runs `callback` on the loop every `interval` (first after `firstAfter`,
+    /// default one interval) until `cancelTimer` is called with the returned
+    /// handle — from the callback itself too. Ticks missed while the loop was
+    /// busy are skipped, so a stalled loop is not followed by a burst.
+    /// - Precondition: `interval` is positive.
+    @discardableResult
+    public func scheduleRepeating(every interval: Duration, firstAfter: Duration? = nil, _ callback: @escaping () -> Void) -> TimerHandle {
+        assertOnLoopThread()
+        let period = interval.nanosecondsValue
+        precondition(period > 0, "scheduleRepeating needs a positive interval")
+        let first = monotonicNanoseconds() &+ (firstAfter ?? interval).nanosecondsValue
+        let handle = timers.schedule(at: first, every: period, callback)
+        rearmTimer()
+        return handle
+    }
+
+    /// Cancels a one-shot or repeating timer; a no-op when it already fired
+    /// (one-shot) or was cancelled.
     public func cancelTimer(_ handle: TimerHandle) {
+        assertOnLoopThread()
         if timers.cancel(handle) { rearmTimer() }
     }
 
@@ -230,8 +258,23 @@ public final class Reactor: @unchecked Sendable {
 
     // MARK: Jobs
 
+    /// Whether the caller runs on the loop's thread. Any thread may ask.
     public var isOnLoopThread: Bool {
-        pthread_equal(loopThread, pthread_self()) != 0
+        // Only the loop thread stores its own id, so a thread that reads its
+        // own id is the loop thread; relaxed ordering is enough for that.
+        loopThread.load(ordering: .relaxed) == UInt(pthread_self())
+    }
+
+    /// Debug builds trap when a loop-confined API is called from another
+    /// thread (use `execute` to get onto the loop); release builds pay nothing.
+    @inline(__always)
+    func assertOnLoopThread(_ api: StaticString = #function) {
+        assert(isOnLoopThread, "Reactor.\(api) must be called on the reactor's thread (use execute from other threads)")
+    }
+
+    private func adoptCallingThread() {
+        let me = UInt(pthread_self())
+        if loopThread.load(ordering: .relaxed) != me { loopThread.store(me, ordering: .releasing) }
     }
 
     /// Runs `work` on the loop thread in a later iteration. Any thread may call it.
@@ -294,7 +337,7 @@ public final class Reactor: @unchecked Sendable {
     /// Runs the loop on the calling thread until `stop()`.
     public func run() throws(SystemCallError) {
         precondition(!running, "Reactor.run() re-entered")
-        loopThread = pthread_self()
+        adoptCallingThread()
         running = true
         defer { running = false }
         // Anything that arrived from other threads before run() started.
@@ -313,7 +356,7 @@ public final class Reactor: @unchecked Sendable {
 
     /// One iteration of the loop (public for embedding and tests).
     public func runOnce(timeoutMs: Int32 = -1) throws(SystemCallError) {
-        loopThread = pthread_self()
+        adoptCallingThread()
         disk.flush()
         // Queued jobs (including the syscall backend's completions, queued by
         // its flush) mean: poll without sleeping.

@@ -66,7 +66,7 @@ public enum SignalSource {
         }
     }
 
-    /// Reads every pending signal; nil once the signalfd is empty.
+    /// Reads one pending signal; nil once the signalfd is empty (callers loop).
     static func readOne(_ fd: Int32) throws(SystemCallError) -> SignalInfo? {
         var info = signalfd_siginfo()
         let size = MemoryLayout<signalfd_siginfo>.size

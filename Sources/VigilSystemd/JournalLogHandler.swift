@@ -42,19 +42,20 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    /// Sends one entry to journald (swift-log's event API).
+    public func log(event: LogEvent) {
         var fields: [String] = [
-            "MESSAGE=\(message)",
-            "PRIORITY=\(Self.priority(level))",
+            "MESSAGE=\(event.message)",
+            "PRIORITY=\(Self.priority(event.level))",
             "SYSLOG_IDENTIFIER=\(identifier)",
-            "CODE_FILE=\(file)",
-            "CODE_LINE=\(line)",
-            "CODE_FUNC=\(function)",
-            "VIGIL_SOURCE=\(source)",
+            "CODE_FILE=\(event.file)",
+            "CODE_LINE=\(event.line)",
+            "CODE_FUNC=\(event.function)",
+            "VIGIL_SOURCE=\(event.source)",
         ]
+        if let error = event.error { fields.append("ERROR=\(error)") }
         var all = metadata
-        if let explicit { all.merge(explicit) { $1 } }
+        if let explicit = event.metadata { all.merge(explicit) { $1 } }
         for (k, v) in all { fields.append("VIGIL_\(Self.fieldName(k))=\(v)") }
         Self.send(fields)
     }

@@ -21,15 +21,23 @@ public final class TimeoutExtender {
         self.step = step
     }
 
-    public func start() { tick() }
+    /// Sends the first extension now and renews it every `step`.
+    public func start() {
+        guard timer == nil, tick() else { return }
+        timer = reactor.scheduleRepeating(every: step) { [weak self] in
+            guard let self, !self.tick() else { return }
+            self.stop()
+        }
+    }
 
-    private func tick() {
+    /// One EXTEND_TIMEOUT_USEC message; false once the window is spent.
+    private func tick() -> Bool {
         let now = monotonicNanoseconds()
-        guard now < untilNs else { return }
+        guard now < untilNs else { return false }
         let ask = min((step * 2).nanosecondsValue, untilNs - now)
         notifier.extendTimeout(by: .nanoseconds(Int64(ask)))
         messages += 1
-        timer = reactor.schedule(after: step) { [weak self] in self?.tick() }
+        return true
     }
 
     public func stop() {

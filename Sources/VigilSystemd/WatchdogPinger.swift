@@ -23,14 +23,16 @@ public final class WatchdogPinger {
         self.notifier = notifier
     }
 
+    /// Pings now, then every half interval from the loop's timer.
     public func start() {
+        guard timer == nil else { return }
         ping()
+        timer = reactor.scheduleRepeating(every: interval / 2) { [weak self] in self?.ping() }
     }
 
     private func ping() {
         notifier.watchdog()
         pings += 1
-        timer = reactor.schedule(after: interval / 2) { [weak self] in self?.ping() }
     }
 
     public func stop() {
