@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "VigilDurable", targets: ["VigilDurable"]),
         .library(name: "VigilLifecycle", targets: ["VigilLifecycle"]),
         .library(name: "VigilSystemd", targets: ["VigilSystemd"]),
+        .library(name: "VigilDaemon", targets: ["VigilDaemon"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigilctl", targets: ["vigilctl"]),
@@ -67,6 +68,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The entry point for any daemon: the order-critical start and stop
+        // wiring over the layers below (docs/embedding.md).
+        .target(
+            name: "VigilDaemon",
+            dependencies: [
+                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "VigilGateway",
             dependencies: [
@@ -78,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "vigild",
             dependencies: [
-                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd", "VigilGateway",
+                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd", "VigilDaemon", "VigilGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

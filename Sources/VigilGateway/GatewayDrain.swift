@@ -14,6 +14,14 @@ import VigilDurable
 import VigilReactor
 
 extension SessionGateway {
+    /// Refuses every turn from now on (`draining`). Synchronous: call it in
+    /// the stop signal's handler, right after the `stopping` record is
+    /// durable, so no turn that arrives later in the same loop iteration is
+    /// admitted behind the record's back.
+    public func stopAdmitting() {
+        isDraining = true
+    }
+
     /// Stops accepting turns and waits for those in flight.
     /// - Parameters:
     ///   - deadlineNs: CLOCK_MONOTONIC end of the drain budget.

@@ -171,7 +171,8 @@ final class SystemdIntegrationTests: XCTestCase {
         let verbose = manager.run(["journal", unit, "--no-pager", "-o", "verbose"]).1
         XCTAssertTrue(verbose.contains("VIGIL_PREVIOUS_RUN=first-start"), verbose)
         XCTAssertTrue(verbose.contains("SYSLOG_IDENTIFIER=vigild"), verbose)
-        XCTAssertTrue(verbose.contains("CODE_FILE=vigild/VigildDaemon.swift"), verbose)
+        // The previous-run line comes from the entry point (VigilDaemon).
+        XCTAssertTrue(verbose.contains("CODE_FILE=VigilDaemon/Daemon.swift"), verbose)
         XCTAssertEqual(manager.run(["ctl", "stop", unit]).0, 0)
         XCTAssertEqual(manager.property(unit, "Result"), "success")
         XCTAssertEqual(try classification(state), "clean")

@@ -1,0 +1,243 @@
+// The entry point: Vigil's order-critical start and stop wiring, once, for
+// any daemon. Each step depends on the one before it (docs/embedding.md):
+//  1. stop signals blocked, before any thread exists, so only the signalfd
+//     ever sees them;
+//  2. the state directory (0700, no symlink) and its lock: one instance;
+//  3. the previous run classified from its record, then `running` durable —
+//     only under the lock, so two instances never overwrite each other;
+//  4. the budget (the unit's TimeoutStopSec under systemd), the reactor;
+//  5. the application built and started; then the stop sequence, SIGCHLD
+//     reaping, READY=1 (only now: recovery done, descriptors registered),
+//     the watchdog from the loop's own timer, STATUS refreshes;
+//  6. the loop, until the stop sequence has made `stopped` durable.
+// At a stop signal (in the handler): `stopping` durable → stopAdmitting() →
+// STOPPING=1 → drain task with the budget timer → `stopped` → abandon().
+import Glibc
+import Logging
+import VigilDurable
+import VigilLifecycle
+import VigilReactor
+import VigilSystemd
+
+/// Runs a daemon with Vigil's stop guarantees: a durable `stopping` record
+/// before any drain work, a drain that ends within the supervisor's budget,
+/// an exact verdict on the previous run, and systemd's notify protocol.
+///
+/// A complete `main.swift` is in docs/embedding.md. In short:
+///
+/// ```swift
+/// let config = DaemonConfiguration(name: "worker", stateDirectory: "/var/lib/worker", logger: logger)
+/// exit(Daemon.run(config) { context in Worker(context) })
+/// ```
+public enum Daemon {
+    /// Runs the daemon to the end and returns the exit code to use
+    /// (``DaemonExit``). Call it from `main`, on the main thread, before
+    /// starting any thread of your own.
+    /// - Parameters:
+    ///   - configuration: name, state directory, stop budget, logger.
+    ///   - makeService: builds the application once the state directory is
+    ///     locked, the previous run classified and the reactor created. It
+    ///     runs on the loop's thread; throwing ``DaemonFailure`` chooses the
+    ///     exit code, any other error exits 1.
+    public static func run<Service: DaemonService>(
+        _ configuration: DaemonConfiguration,
+        makeService: (DaemonContext) throws -> Service
+    ) -> Int32 {
+        SignalSource.blockDaemonSignals()
+        let logger = configuration.logger
+        let name = configuration.name
+        if let threads = processThreadCount(), threads > 1 {
+            logger.warning("\(threads) threads existed before the stop signals were blocked: block them first thing in main (SignalSource.blockDaemonSignals()), or a stop signal may kill the process without a record")
+        }
+        guard isValidName(name) else {
+            logger.critical("invalid daemon name '\(name)': letters, digits, '-', '_' and '.' only")
+            return DaemonExit.usage
+        }
+
+        // 2. The state directory and the lock.
+        let directory = configuration.stateDirectory
+        let stateFS: PosixStateFileSystem
+        do {
+            stateFS = try PosixStateFileSystem(path: directory)
+            try stateFS.checkWritable()
+        } catch {
+            logger.critical("state directory \(directory) is unusable: \(error)")
+            return DaemonExit.stateDirectoryUnusable
+        }
+        let lock: StateDirectoryLock
+        do { lock = try StateDirectoryLock.acquire(in: stateFS) } catch {
+            logger.critical("\(error) (\(directory)); refusing to start")
+            if case .held = error { return DaemonExit.locked }
+            return DaemonExit.stateDirectoryUnusable
+        }
+        // Held until this function returns: the kernel drops it at exit.
+        defer { withExtendedLifetime(lock) {} }
+
+        // 3. The verdict on the previous run, then `running`.
+        let store = ShutdownRecordStore(fs: stateFS)
+        let previous: PreviousRun
+        do {
+            let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: configuration.version)
+            previous = try store.takeOver(running: running, currentBootID: running.bootID)
+        } catch {
+            logger.critical("cannot make the shutdown record durable in \(directory): \(error)")
+            return DaemonExit.stateDirectoryUnusable
+        }
+        let runFields: Logger.Metadata = ["previous_run": "\(previous.classification.rawValue)", "previous_boot": "\(previous.previousBoot)"]
+        if previous.isUnclean { logger.warning("\(previous.summary)", metadata: runFields) } else { logger.notice("\(previous.summary)", metadata: runFields) }
+
+        // 4. Budget and loop.
+        let notifier = ServiceNotifier()
+        let unit = configuration.workUnitName
+        let budget = resolveBudget(configuration, notifier)
+        let reactor: Reactor
+        do { reactor = try Reactor(options: configuration.reactorOptions, logger: logger) } catch {
+            logger.critical("cannot create the event loop: \(error)")
+            return DaemonExit.osError
+        }
+        defer { reactor.close() }
+
+        // 5. The application.
+        let context = DaemonContext(name: name, reactor: reactor, previousRun: previous, stateDirectory: stateFS,
+                                    budget: budget, logger: logger, notifier: notifier)
+        let service: Service
+        do {
+            // Orphans re-parented to us (PID 1 in a container, a subreaper)
+            // are reaped; children watched through pidfds go to their owners.
+            // Registered before the service starts, so it may replace it.
+            try reactor.onSignal(SIGCHLD) { _ in reactor.reapChildren() }
+            service = try makeService(context)
+            try service.start(context)
+        } catch let failure as DaemonFailure {
+            logger.critical("\(failure.message)")
+            return failure.exitCode
+        } catch {
+            logger.critical("\(name) could not start: \(error)")
+            return DaemonExit.fatal
+        }
+
+        let stop = StopSequence(reactor: reactor, store: store, budget: budget, logger: logger)
+        stop.inFlight = { service.workInFlight }
+        var extender: TimeoutExtender?
+        var drainStatus: TimerHandle?
+        stop.onStopping.append { info in
+            // First: nothing may be admitted after the record that counted
+            // the work in flight.
+            service.stopAdmitting(info)
+            // STOPPING=1 only now: the `stopping` record is durable (or the
+            // log and STATUS say it is not).
+            let warning = stop.recordsDurable ? "" : " (the stopping record could NOT be made durable)"
+            notifier.stopping(status: "draining: \(service.workInFlight) \(unit) in flight, \(budget.drainBudget.milliseconds) ms left\(warning)")
+            if notifier.isEnabled && configuration.stopExtend > .zero {
+                extender = TimeoutExtender(reactor: reactor, notifier: notifier,
+                                           untilNs: monotonicNanoseconds() + budget.stopTimeout.nanosecondsValue)
+                extender?.start()
+            }
+            if notifier.isEnabled {
+                let deadline = monotonicNanoseconds() + budget.drainBudget.nanosecondsValue
+                drainStatus = reactor.scheduleRepeating(every: .seconds(1)) {
+                    let now = monotonicNanoseconds()
+                    let left = now >= deadline ? 0 : (deadline - now) / 1_000_000
+                    notifier.status("draining: \(service.workInFlight) \(unit) left, \(left) ms left")
+                }
+            }
+        }
+        stop.drain = { ctx in
+            await service.drain(DrainDeadline(monotonicNanoseconds: ctx.deadlineNs, signal: ctx.signal))
+        }
+        stop.onStopped.append { outcome, abandoned in
+            if let t = drainStatus { reactor.cancelTimer(t) }
+            extender?.stop()
+            if outcome == .cutShort { service.abandon() }
+            notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned")
+        }
+        do { try stop.install() } catch {
+            logger.critical("cannot set up the signalfd: \(error)")
+            return DaemonExit.osError
+        }
+
+        logger.notice("\(name) ready (pid \(getpid()), state \(directory), stop timeout \(budget.stopTimeout.milliseconds) ms)")
+        notifier.ready(status: service.readyStatus ?? "serving")
+        if notifier.isEnabled { refreshStatus(service, notifier, reactor, stop) }
+        // Kept until the loop ends: its timer holds it weakly.
+        let watchdog = WatchdogPinger(reactor: reactor, notifier: notifier)
+        if let watchdog {
+            logger.info("watchdog: pinging every \((watchdog.interval / 2).milliseconds) ms (WatchdogSec=\(watchdog.interval.milliseconds) ms)")
+            watchdog.start()
+        }
+        defer { withExtendedLifetime(watchdog) {} }
+
+        // 6. The loop.
+        do { try reactor.run() } catch {
+            logger.critical("event loop failed: \(error)")
+            return DaemonExit.fatal
+        }
+        service.finish()
+        return stop.exitCode
+    }
+
+    /// STATUS= kept current while serving: every 5 s, sent only when the
+    /// service's line changed. The drain's own lines take over at the signal.
+    private static func refreshStatus(_ service: some DaemonService, _ notifier: ServiceNotifier, _ reactor: Reactor, _ stop: StopSequence) {
+        var last = service.statusLine
+        var handle: TimerHandle?
+        handle = reactor.scheduleRepeating(every: .seconds(5)) {
+            guard stop.phase == .running else {
+                if let h = handle { reactor.cancelTimer(h) }
+                return
+            }
+            let line = service.statusLine
+            if let line, line != last { notifier.status(line) }
+            last = line
+        }
+    }
+
+    /// The unit's own TimeoutStopSec when systemd can be asked; else what the
+    /// executable configured. Plus the extension window under systemd.
+    static func resolveBudget(_ configuration: DaemonConfiguration, _ notifier: ServiceNotifier) -> StopBudget {
+        let logger = configuration.logger
+        var budget = configuration.stopBudget
+        // INVOCATION_ID: started by systemd even without Type=notify.
+        let underSystemd = notifier.isEnabled || getenv("INVOCATION_ID") != nil
+        if underSystemd && configuration.followServiceManagerTimeout {
+            switch StopTimeoutQuery.ask() {
+            case .success(let answer):
+                if budget.source != .builtInDefault && budget.stopTimeout != answer.timeout {
+                    logger.warning("\(budget.source.rawValue) says \(budget.stopTimeout.milliseconds) ms but \(answer.unit) has TimeoutStopSec=\(answer.timeout.milliseconds) ms: following the unit")
+                }
+                budget = StopBudget(stopTimeout: answer.timeout, source: .serviceManager)
+                logger.notice("stop timeout from \(answer.unit) (\(answer.via))")
+            case .failure(let e):
+                logger.info("stop timeout not taken from the service manager: \(e)")
+            }
+        }
+        if notifier.isEnabled && configuration.stopExtend > .zero {
+            budget = StopBudget(stopTimeout: budget.stopTimeout + configuration.stopExtend, source: budget.source)
+            logger.notice("the drain may ask systemd for up to \(configuration.stopExtend.milliseconds) ms more (EXTEND_TIMEOUT_USEC)")
+        }
+        logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source.rawValue); drain budget \(budget.drainBudget.milliseconds) ms")
+        return budget
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 64 && name.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" || $0 == "."
+        } && name != "." && name != ".."
+    }
+
+    /// Threads of this process (/proc/self/status), nil when unreadable.
+    static func processThreadCount() -> Int? {
+        guard let f = fopen("/proc/self/status", "re") else { return nil }
+        defer { fclose(f) }
+        var line = [UInt8](repeating: 0, count: 256)
+        while line.withUnsafeMutableBufferPointer({ b in
+            b.withMemoryRebound(to: CChar.self) { fgets($0.baseAddress, Int32($0.count), f) }
+        }) != nil {
+            let s = String(decoding: line.prefix(while: { $0 != 0 }), as: UTF8.self)
+            if s.hasPrefix("Threads:") {
+                return Int(String(s.dropFirst(8).filter { $0.isNumber }))
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,44 @@
+// What the application gets from the entry point once the state directory
+// is locked, the previous run classified and the loop built.
+import Logging
+import VigilDurable
+import VigilLifecycle
+import VigilReactor
+import VigilSystemd
+
+/// Handed to the service's factory and to ``DaemonService/start(_:)``.
+/// Loop-confined, like the reactor it carries.
+public final class DaemonContext: @unchecked Sendable {
+    /// The daemon's name (``DaemonConfiguration/name``).
+    public let name: String
+    /// The single-threaded event loop: register descriptors, timers and
+    /// signal handlers (other than the stop signals) here.
+    public let reactor: Reactor
+    /// What the previous run's shutdown record says happened to it, decided
+    /// from the record alone. Log it, branch on it, hand it to your users.
+    public let previousRun: PreviousRun
+    /// The locked state directory, for the application's own durable files.
+    public let stateDirectory: PosixStateFileSystem
+    /// The stop timeout in force and the drain's share of it.
+    public let budget: StopBudget
+    public let logger: Logger
+    let notifier: ServiceNotifier
+
+    init(name: String, reactor: Reactor, previousRun: PreviousRun, stateDirectory: PosixStateFileSystem,
+         budget: StopBudget, logger: Logger, notifier: ServiceNotifier) {
+        self.name = name
+        self.reactor = reactor
+        self.previousRun = previousRun
+        self.stateDirectory = stateDirectory
+        self.budget = budget
+        self.logger = logger
+        self.notifier = notifier
+    }
+
+    /// Whether a service manager listens for notifications (`NOTIFY_SOCKET`).
+    public var underServiceManager: Bool { notifier.isEnabled }
+
+    /// Sends `STATUS=text` to the service manager (nothing without one).
+    /// READY=1 and STOPPING=1 are the entry point's: they follow the records.
+    public func status(_ text: String) { notifier.status(text) }
+}
