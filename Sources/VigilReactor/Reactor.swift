@@ -59,7 +59,7 @@ public final class Reactor: @unchecked Sendable {
     // Cross-thread wake-up and job queues
     private let wakeFD: Int32
     private let wakePending = Atomic<Bool>(false)
-    private let remote = Mutex<[Work]>([])
+    private let remote = RemoteQueue<Work>()
     var local = Deque<Work>()
 
     private var observers: [() -> Void] = []
@@ -293,7 +293,7 @@ public final class Reactor: @unchecked Sendable {
         if isOnLoopThread {
             local.append(work)
         } else {
-            remote.withLock { $0.append(work) }
+            remote.append(work)
             wake()
         }
     }
@@ -308,12 +308,7 @@ public final class Reactor: @unchecked Sendable {
     private func drainRemote() {
         Syscall.drainCounter(wakeFD)
         wakePending.store(false, ordering: .releasing)
-        let batch = remote.withLock { q -> [Work] in
-            let b = q
-            q.removeAll(keepingCapacity: true)
-            return b
-        }
-        local.append(contentsOf: batch)
+        local.append(contentsOf: remote.takeAll())
     }
 
     private func runJobs() {
@@ -341,7 +336,7 @@ public final class Reactor: @unchecked Sendable {
         running = true
         defer { running = false }
         // Anything that arrived from other threads before run() started.
-        if !remote.withLock({ $0.isEmpty }) { drainRemote() }
+        if !remote.isEmpty { drainRemote() }
         while !stopRequested.load(ordering: .acquiring) {
             try runOnce()
         }
