@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        // `swift package generate-documentation` (DocC); a plugin only.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // Thin C shim: only what Swift cannot import cleanly (syscalls without
@@ -92,6 +94,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // docs/embedding.md quotes this file verbatim (a test compares them).
+        .executableTarget(
+            name: "line-worker",
+            dependencies: [
+                "VigilDaemon", "VigilGateway", "VigilLifecycle", "VigilReactor",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/line-worker"
         ),
         .executableTarget(
             name: "vigilctl",

@@ -203,7 +203,7 @@ public enum Daemon {
             switch StopTimeoutQuery.ask() {
             case .success(let answer):
                 if budget.source != .builtInDefault && budget.stopTimeout != answer.timeout {
-                    logger.warning("\(budget.source.rawValue) says \(budget.stopTimeout.milliseconds) ms but \(answer.unit) has TimeoutStopSec=\(answer.timeout.milliseconds) ms: following the unit")
+                    logger.warning("\(budget.source) says \(budget.stopTimeout.milliseconds) ms but \(answer.unit) has TimeoutStopSec=\(answer.timeout.milliseconds) ms: following the unit")
                 }
                 budget = StopBudget(stopTimeout: answer.timeout, source: .serviceManager)
                 logger.notice("stop timeout from \(answer.unit) (\(answer.via))")
@@ -215,7 +215,7 @@ public enum Daemon {
             budget = StopBudget(stopTimeout: budget.stopTimeout + configuration.stopExtend, source: budget.source)
             logger.notice("the drain may ask systemd for up to \(configuration.stopExtend.milliseconds) ms more (EXTEND_TIMEOUT_USEC)")
         }
-        logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source.rawValue); drain budget \(budget.drainBudget.milliseconds) ms")
+        logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source); drain budget \(budget.drainBudget.milliseconds) ms")
         return budget
     }
 

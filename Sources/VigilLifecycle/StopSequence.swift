@@ -109,7 +109,7 @@ public final class StopSequence: @unchecked Sendable {
         }
         // Step 2.
         for hook in onStopping { hook(info) }
-        logger.notice("\(info.name) from pid \(info.senderPID) (uid \(info.senderUID)): stopping record durable; draining \(inFlightNow) in flight, budget \(budget.drainBudget.milliseconds) ms of \(budget.stopTimeout.milliseconds) ms (\(budget.source.rawValue))")
+        logger.notice("\(info.name) from pid \(info.senderPID) (uid \(info.senderUID)): stopping record durable; draining \(inFlightNow) in flight, budget \(budget.drainBudget.milliseconds) ms of \(budget.stopTimeout.milliseconds) ms (\(budget.source))")
         if info.signal == SIGQUIT {
             finish(cutShort: inFlightNow > 0, reason: "SIGQUIT: no drain")
             return

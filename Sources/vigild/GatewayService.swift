@@ -8,7 +8,6 @@ import Logging
 import VigilDaemon
 import VigilDurable
 import VigilGateway
-import VigilLifecycle
 import VigilReactor
 import VigilSystemd
 

@@ -39,7 +39,7 @@ struct VigildConfiguration {
                 throw ConfigurationError(description: "\(error)")
             }
         }
-        do { budget = try StopBudget.resolve(commandLine: c.stopTimeout) } catch {
+        do { budget = try StopBudget.resolve([(c.stopTimeout, "--stop-timeout"), (ProcessEnvironment.get("VIGIL_STOP_TIMEOUT"), "VIGIL_STOP_TIMEOUT")]) } catch {
             throw ConfigurationError(description: "\(error)")
         }
         stateDirectory = c.stateDir ?? VigildDefaults.stateDirectory()

@@ -20,7 +20,7 @@ final class StopSequenceTests: XCTestCase {
     }
 
     private func sequence(timeout: Duration, inFlight: @escaping () -> Int = { 0 }) -> StopSequence {
-        let s = StopSequence(reactor: reactor, store: store, budget: StopBudget(stopTimeout: timeout, source: .commandLine), logger: Logger(label: "test"))
+        let s = StopSequence(reactor: reactor, store: store, budget: StopBudget(stopTimeout: timeout, source: .configured("--stop-timeout")), logger: Logger(label: "test"))
         s.inFlight = inFlight
         s.onStopping.append { [unowned self] _ in
             // The hook sees the stopping record already durable.
@@ -131,15 +131,16 @@ final class StopSequenceTests: XCTestCase {
     }
 
     func testBudgetRules() throws {
-        XCTAssertEqual(StopBudget(stopTimeout: .seconds(10), source: .commandLine).drainBudget, .seconds(9))
-        XCTAssertEqual(StopBudget(stopTimeout: .seconds(90), source: .commandLine).safetyMargin, .seconds(2))
-        XCTAssertEqual(StopBudget(stopTimeout: .seconds(1), source: .commandLine).safetyMargin, .milliseconds(250))
-        XCTAssertEqual(StopBudget(stopTimeout: .milliseconds(200), source: .commandLine).drainBudget, .milliseconds(100))
-        XCTAssertEqual(try StopBudget.resolve(commandLine: "2.5", environment: "7").stopTimeout, .milliseconds(2500))
-        XCTAssertEqual(try StopBudget.resolve(commandLine: nil, environment: "7").source, .environment)
-        XCTAssertEqual(try StopBudget.resolve(commandLine: nil, environment: nil).stopTimeout, StopBudget.defaultStopTimeout)
+        XCTAssertEqual(StopBudget(stopTimeout: .seconds(10), source: .configured("--stop-timeout")).drainBudget, .seconds(9))
+        XCTAssertEqual(StopBudget(stopTimeout: .seconds(90), source: .configured("--stop-timeout")).safetyMargin, .seconds(2))
+        XCTAssertEqual(StopBudget(stopTimeout: .seconds(1), source: .configured("--stop-timeout")).safetyMargin, .milliseconds(250))
+        XCTAssertEqual(StopBudget(stopTimeout: .milliseconds(200), source: .configured("--stop-timeout")).drainBudget, .milliseconds(100))
+        XCTAssertEqual(try StopBudget.resolve([("2.5", "--stop-timeout"), ("7", "SOME_TIMEOUT")]).stopTimeout, .milliseconds(2500))
+        XCTAssertEqual(try StopBudget.resolve([(nil, "--stop-timeout"), ("7", "SOME_TIMEOUT")]).source, .configured("SOME_TIMEOUT"))
+        XCTAssertEqual(try StopBudget.resolve([(nil, "--stop-timeout"), ("", "SOME_TIMEOUT")]).stopTimeout, StopBudget.defaultStopTimeout)
+        XCTAssertEqual(try StopBudget.resolve([]).source, .builtInDefault)
         for bad in ["0", "-1", "abc", "inf", "nan"] {
-            XCTAssertThrowsError(try StopBudget.resolve(commandLine: bad, environment: nil), bad)
+            XCTAssertThrowsError(try StopBudget.resolve([(bad, "--stop-timeout")]), bad)
         }
     }
 }

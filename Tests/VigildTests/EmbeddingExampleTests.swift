@@ -1,0 +1,115 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// docs/embedding.md's example daemon: the docs quote Examples/line-worker
+/// verbatim, and the built example keeps Vigil's promises.
+final class EmbeddingExampleTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func testDocsQuoteTheExampleVerbatim() throws {
+        let doc = try String(contentsOf: Self.root.appendingPathComponent("docs/embedding.md"), encoding: .utf8)
+        let source = try String(contentsOf: Self.root.appendingPathComponent("Examples/line-worker/main.swift"), encoding: .utf8)
+        guard let open = doc.range(of: "```swift\n"), let close = doc.range(of: "\n```", range: open.upperBound..<doc.endIndex) else {
+            return XCTFail("docs/embedding.md has no ```swift block")
+        }
+        XCTAssertEqual(String(doc[open.upperBound..<close.lowerBound]) + "\n", source,
+                       "the first swift block of docs/embedding.md must be Examples/line-worker/main.swift, verbatim")
+    }
+
+    func testCleanStopAnswersTheWorkInFlight() throws {
+        let w = try ExampleDaemon(stopTimeout: "10")
+        let c = try LineClient(port: w.port)
+        c.send("work 300\nwork 400\n")
+        usleep(100_000)
+        w.signal(SIGTERM)
+        XCTAssertEqual(c.nextLine(), "done 300")
+        XCTAssertEqual(c.nextLine(), "done 400")
+        XCTAssertEqual(try w.waitForExit(), 0, w.log)
+        XCTAssertEqual(try lastShutdown(w.state)["classification"] as? String, "clean")
+        XCTAssertEqual(try lastShutdown(w.state)["in_flight"] as? Int, 2)
+    }
+
+    func testWorkLongerThanTheBudgetIsCutShort() throws {
+        let w = try ExampleDaemon(stopTimeout: "1")
+        let c = try LineClient(port: w.port)
+        c.send("work 100\nwork 60000\n")
+        usleep(200_000)
+        XCTAssertEqual(c.nextLine(), "done 100")
+        let start = Date()
+        w.signal(SIGTERM)
+        XCTAssertEqual(c.nextLine(), "abandoned")
+        XCTAssertEqual(try w.waitForExit(), 0, w.log)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1.0, "ends its own drain before the supervisor's SIGKILL")
+        let record = try lastShutdown(w.state)
+        XCTAssertEqual(record["classification"] as? String, "cut-short")
+        XCTAssertEqual(record["abandoned"] as? Int, 1)
+    }
+
+    func testSIGKILLDuringTheDrainIsKilledDuringDrain() throws {
+        let w = try ExampleDaemon(stopTimeout: "10")
+        let c = try LineClient(port: w.port)
+        c.send("work 60000\n")
+        usleep(100_000)
+        w.signal(SIGTERM)
+        usleep(200_000)
+        w.signal(SIGKILL)
+        _ = try w.waitForExit()
+        XCTAssertEqual(try lastShutdown(w.state)["classification"] as? String, "killed-during-drain")
+        // The next start tells the application.
+        let again = try ExampleDaemon(stopTimeout: "10", state: w.state)
+        XCTAssertTrue(again.log.contains("previous run: killed-during-drain"), again.log)
+        again.signal(SIGTERM)
+        XCTAssertEqual(try again.waitForExit(), 0)
+    }
+}
+
+/// The example executable, started for a test.
+final class ExampleDaemon {
+    let process = Process()
+    let state: String
+    let logPath: String
+    private(set) var port: UInt16 = 0
+
+    init(stopTimeout: String, state existing: String? = nil) throws {
+        let base = NSTemporaryDirectory() + "line-worker-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        state = existing ?? base + "/state"
+        logPath = base + "/stderr.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let binary = URL(fileURLWithPath: VigildProcess.binary).deletingLastPathComponent().appendingPathComponent("line-worker").path
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("line-worker is not built at \(binary)") }
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["0", state, stopTimeout]
+        process.standardError = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if log.contains("line-worker ready"), let r = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                port = UInt16(log[r].split(separator: ":").last!)!
+                return
+            }
+            if !process.isRunning { throw VigildError.exited(process.terminationStatus, log) }
+            usleep(10_000)
+        }
+        throw VigildError.timeout(log)
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ s: Int32) { kill(process.processIdentifier, s) }
+
+    func waitForExit(timeout: Double = 10) throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline { kill(process.processIdentifier, SIGKILL); throw VigildError.timeout(log) }
+            usleep(5_000)
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+    }
+}
