@@ -2,9 +2,10 @@
 // Vigil: a Linux daemon toolkit whose stop sequence survives SIGKILL.
 // Layers (each module depends only on those below it):
 //   CVigil (CShims/) → VigilReactor → VigilDurable → VigilLifecycle
-//     → VigilSystemd → VigilGateway → vigild, vigilctl, vigil-bench
+//     → VigilSystemd → VigilDaemon (the entry point) / VigilGateway
+//     → vigild, vigilctl, vigil-bench, line-worker (Examples/)
 // VigilSystemd (sd_notify, watchdog, socket activation, journald, the unit's
-// stop timeout) sits between the lifecycle and the gateway.
+// stop timeout) sits between the lifecycle and the entry point.
 import PackageDescription
 
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]

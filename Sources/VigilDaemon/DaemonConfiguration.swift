@@ -34,6 +34,11 @@ public struct DaemonConfiguration: Sendable {
     /// Where the entry point logs its own steps; the service gets it too.
     public var logger: Logger
 
+    /// - Parameters:
+    ///   - name: see ``name``.
+    ///   - stateDirectory: see ``stateDirectory``.
+    ///   - stopBudget: the configured stop timeout; the default is 10 s.
+    ///   - logger: see ``logger``.
     public init(name: String, stateDirectory: String, stopBudget: StopBudget = StopBudget(stopTimeout: StopBudget.defaultStopTimeout, source: .builtInDefault), logger: Logger) {
         self.name = name
         self.stateDirectory = stateDirectory

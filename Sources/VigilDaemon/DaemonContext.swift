@@ -21,6 +21,7 @@ public final class DaemonContext: @unchecked Sendable {
     public let stateDirectory: PosixStateFileSystem
     /// The stop timeout in force and the drain's share of it.
     public let budget: StopBudget
+    /// The daemon's logger (``DaemonConfiguration/logger``).
     public let logger: Logger
     let notifier: ServiceNotifier
 

@@ -62,8 +62,11 @@ public protocol DaemonService: AnyObject {
 }
 
 extension DaemonService {
+    /// No STATUS= line while serving.
     public var statusLine: String? { nil }
+    /// The same line as ``statusLine``.
     public var readyStatus: String? { statusLine }
+    /// Nothing to close.
     public func finish() {}
 }
 
@@ -74,6 +77,7 @@ public struct DrainDeadline: Sendable {
     /// The stop signal that began the stop.
     public let signal: SignalInfo
 
+    /// A deadline at CLOCK_MONOTONIC `monotonicNanoseconds`, for a stop begun by `signal`.
     public init(monotonicNanoseconds: UInt64, signal: SignalInfo) {
         self.monotonicNanoseconds = monotonicNanoseconds
         self.signal = signal
@@ -89,13 +93,17 @@ public struct DrainDeadline: Sendable {
 /// Thrown by ``DaemonService/start(_:)`` to end the daemon with a specific
 /// exit code (e.g. 69, EX_UNAVAILABLE, when a port cannot be bound).
 public struct DaemonFailure: Error, CustomStringConvertible {
+    /// The process's exit code.
     public let exitCode: Int32
+    /// Logged at critical level before the daemon exits.
     public let message: String
 
+    /// A start failure that ends the daemon with `exitCode`.
     public init(exitCode: Int32, _ message: String) {
         self.exitCode = exitCode
         self.message = message
     }
 
+    /// The message.
     public var description: String { message }
 }

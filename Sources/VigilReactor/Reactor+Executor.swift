@@ -6,20 +6,25 @@
 // Dispatch threads, which is why the async APIs assert they run on the loop.
 
 extension Reactor: SerialExecutor, TaskExecutor {
+    /// Runs `job` on the loop thread in a later iteration (any thread may call it).
     public func enqueue(_ job: consuming ExecutorJob) {
         enqueue(.job(UnownedJob(job)))
     }
 
+    /// This reactor as a serial executor.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
+    /// This reactor as a task executor (the preference of tasks it spawns).
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
 
+    /// Two reactors share a context only when they are the same loop.
     public func isSameExclusiveExecutionContext(other: Reactor) -> Bool { self === other }
 
+    /// Traps unless called on the loop thread (Swift concurrency's isolation check).
     public func checkIsolated() {
         precondition(isOnLoopThread, "expected to run on the reactor's loop thread")
     }

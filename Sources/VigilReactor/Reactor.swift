@@ -19,7 +19,23 @@ import Logging
 import Synchronization
 import SystemPackage
 
+/// A single-threaded event loop on epoll, with signals from a signalfd,
+/// timers from one timerfd, a cross-thread wake-up eventfd, child exits from
+/// pidfds, and disk I/O on io_uring (or a syscall fallback).
+///
+/// Everything but ``execute(_:)``, ``wake()``, ``stop()`` and
+/// ``isOnLoopThread`` must be called on the loop's thread: the thread that
+/// created it, until ``run()`` or ``runOnce(timeoutMs:)`` is called from
+/// another. Debug builds check that. The reactor is also a Swift
+/// concurrency executor (`spawn`), so async code runs on the
+/// loop too.
+///
+/// Stop signals are the reason it exists: handlers registered with
+/// ``onSignal(_:handler:)`` run before any other callback of the iteration
+/// in which the signal is read, so a SIGTERM handler can make a record
+/// durable before any drain work is even scheduled.
 public final class Reactor: @unchecked Sendable {
+    /// How the reactor is built.
     public struct Options: Sendable {
         /// io_uring or the syscall fallback (default: from `VIGIL_IO_URING`).
         public var ioUring: IOUringMode = .fromEnvironment()
@@ -27,6 +43,7 @@ public final class Reactor: @unchecked Sendable {
         public var eventBatch: Int = 256
         /// Jobs run per iteration before polling again.
         public var jobBatch: Int = 1024
+        /// The defaults: io_uring when available, 256 events and 1024 jobs per iteration.
         public init() {}
     }
 
@@ -37,6 +54,7 @@ public final class Reactor: @unchecked Sendable {
         case closure(() -> Void)
     }
 
+    /// Where the reactor reports its own problems (timerfd errors, io_uring fallback).
     public let logger: Logger
     let epfd: Int32
     var registry = Registry()
@@ -76,6 +94,9 @@ public final class Reactor: @unchecked Sendable {
     /// The disk backend: io_uring, or the syscall fallback.
     public private(set) var disk: any DiskIO
 
+    /// Creates the epoll set, the timerfd, the wake-up eventfd and the disk
+    /// backend. The calling thread becomes the loop's thread.
+    /// - Throws: the failing syscall and its errno (epoll, timerfd, eventfd).
     public init(options: Options = Options(), logger: Logger = Logger(label: "vigil.reactor")) throws(SystemCallError) {
         self.logger = logger
         loopThread = Atomic(UInt(pthread_self()))
@@ -160,6 +181,7 @@ public final class Reactor: @unchecked Sendable {
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
     }
 
+    /// Descriptors registered now, the reactor's own included.
     public var registrationCount: Int { registry.count }
 
     // MARK: Signals
@@ -237,6 +259,7 @@ public final class Reactor: @unchecked Sendable {
         if timers.cancel(handle) { rearmTimer() }
     }
 
+    /// Timers scheduled and not yet fired or cancelled (repeating ones count once).
     public var pendingTimers: Int { timers.count }
 
     private func rearmTimer() {
