@@ -72,7 +72,7 @@ extension DaemonService {
 
 /// When the drain must be over, given to ``DaemonService/drain(_:)``.
 public struct DrainDeadline: Sendable {
-    /// CLOCK_MONOTONIC nanoseconds (``VigilReactor/monotonicNanoseconds()``).
+    /// CLOCK_MONOTONIC nanoseconds (the clock of `monotonicNanoseconds()` in VigilReactor).
     public let monotonicNanoseconds: UInt64
     /// The stop signal that began the stop.
     public let signal: SignalInfo
