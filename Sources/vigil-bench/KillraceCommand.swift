@@ -31,6 +31,9 @@ struct KillraceCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Load from ready until the kill: none, ping, turns (vigil protocol loads from this tool), or a shell command ({state}, {port}, {pid}).", valueName: "none|ping|turns|CMD"))
     var load: String = "none"
 
+    @Option(name: .customLong("load-for"), help: ArgumentHelp("The load for one daemon (repeatable).", valueName: "NAME=LOAD"))
+    var loadFor: [String] = []
+
     @Option(name: .customLong("load-connect"), help: ArgumentHelp("Address the ping/turns load connects to.", valueName: "HOST:PORT"))
     var loadConnect: String = "127.0.0.1:{port}"
 
@@ -64,6 +67,9 @@ struct KillraceCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Another daemon in the same sweep (repeatable); split into words like a shell would, but run without one.", valueName: "NAME=COMMAND"))
     var compare: [String] = []
 
+    @Option(name: .customLong("daemon-fifo"), help: ArgumentHelp("Run the daemon SCHED_FIFO at this priority (1–49), so other work on its CPU cannot delay its stop sequence: its own cost, not the scheduler's.", valueName: "priority"))
+    var daemonFIFO: Int32?
+
     @Option(name: .customLong("stop-signal"), help: ArgumentHelp("The signal that starts the stop sequence.", valueName: "signal"))
     var stopSignal: String = "TERM"
 
@@ -89,6 +95,7 @@ struct KillraceCommand: ParsableCommand {
         guard !command.isEmpty || !compare.isEmpty else {
             throw ValidationError("no daemon: give `-- COMMAND [ARGS...]` and/or --compare NAME='COMMAND'")
         }
+        if let p = daemonFIFO, !(1...49).contains(p) { throw ValidationError("--daemon-fifo must be 1…49 (below the signal race's 50)") }
         guard SignalSender.number(of: stopSignal) != nil else { throw ValidationError("--stop-signal: unknown signal '\(stopSignal)'") }
     }
 
@@ -104,6 +111,13 @@ struct KillraceCommand: ParsableCommand {
         let home = config.cpu.tool ?? allowed
         if let tool = config.cpu.tool, let error = CPUAffinity.pin(tool) {
             fail("killrace: \(error)", code: BenchExit.failed)
+        }
+        if let p = config.daemonFIFO {
+            var rt = RealtimePriority(priority: p)
+            rt.restore()
+            if !rt.granted {
+                fail("killrace: --daemon-fifo: SCHED_FIFO is not permitted (\(String(cString: strerror(rt.error)))); run as root or with CAP_SYS_NICE", code: BenchExit.failed)
+            }
         }
         let parent = config.workDir
         guard let runDir = ScratchDirectory.make(in: parent, prefix: "vigil-killrace.") else {
@@ -140,14 +154,14 @@ struct KillraceCommand: ParsableCommand {
         let kernel = withUnsafePointer(to: &uts.release) { $0.withMemoryRebound(to: CChar.self, capacity: 65) { String(cString: $0) } }
         let header = [
             "\(config.trials) trials per delay and daemon; delays \(config.delaysUs.map(String.init).joined(separator: ", ")) µs, shuffled per round (seed \(config.seed))",
-            "ready \(config.ready) (timeout \(fixed(Double(config.readyTimeoutNs) / 1e9, 1)) s); load \(config.load); stop signal \(SignalSource.name(of: config.stopSignal)) \(fixed(Double(config.settleNs) / 1e6, 0)) ms after ready, then SIGKILL",
-            "CPUs: \(config.cpu)\(fifoText)",
+            "ready \(config.ready) (timeout \(fixed(Double(config.readyTimeoutNs) / 1e9, 1)) s); stop signal \(SignalSource.name(of: config.stopSignal)) \(fixed(Double(config.settleNs) / 1e6, 0)) ms after ready, then SIGKILL",
+            "CPUs: \(config.cpu)\(fifoText)\(config.daemonFIFO.map { "; daemons SCHED_FIFO priority \($0)" } ?? "")",
             "trial directories under \(config.workDir); \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, kernel \(kernel), loadavg before \(loadBefore), after \(KillraceSweep.loadAverage())",
         ]
         print(KillraceReport.text(summary, config: config, header: header, elapsedNs: sweep.elapsedNs, aborted: sweep.aborted))
         if let path = config.svgPath {
             let title = "Kill race: " + summary.curves.map(\.name).joined(separator: " vs ")
-            let subtitle = "\(config.trials) trials per delay; \(SignalSource.name(of: config.stopSignal)), then SIGKILL after the delay; load \(config.load)"
+            let subtitle = "\(config.trials) trials per delay; \(SignalSource.name(of: config.stopSignal)), then SIGKILL after the delay"
             if !writeFile(path, KillraceSVG.render(summary, title: title, subtitle: String(subtitle.prefix(110)))) {
                 fail("killrace: cannot write --svg \(path): \(String(cString: strerror(errno)))", code: BenchExit.failed)
             }
@@ -189,13 +203,21 @@ struct KillraceCommand: ParsableCommand {
             guard perDaemon[name] == nil else { throw KillraceUsageError("'\(name)' has both --verdict-for and --vigil-for") }
             perDaemon[name] = .vigil
         }
+        var loads: [String: LoadKind] = [:]
+        for l in loadFor {
+            guard let eq = l.firstIndex(of: "=") else { throw KillraceUsageError("--load-for needs NAME=LOAD, got '\(l)'") }
+            let name = String(l[..<eq])
+            guard names.contains(name) else { throw KillraceUsageError("--load-for: no daemon is named '\(name)'") }
+            loads[name] = LoadKind(parsing: String(l[l.index(after: eq)...]))
+        }
+        let defaultLoad = LoadKind(parsing: load)
         if vigil && verdict != nil { throw KillraceUsageError("--vigil and --verdict exclude each other") }
         let fallback: Verdict? = vigil ? .vigil : verdict.map { .command($0) }
         let specs = try daemons.map { (name, argv) throws(KillraceUsageError) -> DaemonSpec in
             guard let v = perDaemon[name] ?? fallback else {
                 throw KillraceUsageError("no verdict for daemon '\(name)': give --verdict 'CMD', --vigil, or --verdict-for \(name)=CMD")
             }
-            return DaemonSpec(name: name, argv: argv, verdict: v)
+            return DaemonSpec(name: name, argv: argv, verdict: v, load: loads[name] ?? defaultLoad)
         }
         let readyCondition = try ReadyCondition(parsing: ready)
         if case .tcp(let template) = readyCondition {
@@ -203,13 +225,11 @@ struct KillraceCommand: ParsableCommand {
                 throw KillraceUsageError("--ready tcp:\(template): not an address (HOST:PORT, [IPV6]:PORT)")
             }
         }
-        let loadKind = LoadKind(parsing: load)
-        switch loadKind {
-        case .ping, .turns:
+        let loadKinds = specs.map(\.load)
+        if loadKinds.contains(where: { if case .ping = $0 { true } else if case .turns = $0 { true } else { false } }) {
             guard (try? SocketAddress(parsing: Placeholders(state: "/", port: 1).apply(loadConnect))) != nil else {
                 throw KillraceUsageError("--load-connect '\(loadConnect)': not an address")
             }
-        default: break
         }
         let exe = selfExecutable()
         let dir = exe.map { String($0[..<($0.lastIndex(of: "/") ?? $0.startIndex)]) } ?? "."
@@ -218,10 +238,10 @@ struct KillraceCommand: ParsableCommand {
         if seed == nil { var g = SystemRandomNumberGenerator(); seedValue = g.next() >> 1 }
         let tmp = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         return KillraceConfig(
-            daemons: specs, ready: readyCondition, readyTimeoutNs: seconds(readyTimeout), load: loadKind,
+            daemons: specs, ready: readyCondition, readyTimeoutNs: seconds(readyTimeout),
             loadConnect: loadConnect, settleNs: UInt64(settleMs * 1_000_000), delaysUs: try delays.map(parseDelays) ?? defaultKillraceDelaysUs,
             trials: trials, cpu: try CPUPlan(parsing: cpu, allowed: CPUAffinity.current()),
-            stopSignal: SignalSender.number(of: stopSignal)!, workDir: workDir ?? tmp, seed: seedValue,
+            stopSignal: SignalSender.number(of: stopSignal)!, daemonFIFO: daemonFIFO, workDir: workDir ?? tmp, seed: seedValue,
             vigilctl: vigilctl ?? (access(siblingCtl, X_OK) == 0 ? siblingCtl : "vigilctl"),
             benchExecutable: exe ?? "vigil-bench", jsonPath: json, svgPath: svg)
     }

@@ -101,6 +101,7 @@ struct DaemonSpec {
     let name: String
     let argv: [String]
     let verdict: Verdict
+    let load: LoadKind
 }
 
 /// Which CPUs the daemon, the load and the tool's signal race run on.
@@ -163,13 +164,14 @@ struct KillraceConfig {
     var daemons: [DaemonSpec]
     var ready: ReadyCondition
     var readyTimeoutNs: UInt64
-    var load: LoadKind
     var loadConnect: String
     var settleNs: UInt64
     var delaysUs: [UInt64]
     var trials: Int
     var cpu: CPUPlan
     var stopSignal: Int32
+    /// --daemon-fifo: the daemon's SCHED_FIFO priority (nil: normal scheduling).
+    var daemonFIFO: Int32?
     var workDir: String
     var seed: UInt64
     var vigilctl: String

@@ -26,7 +26,7 @@ enum KillraceReport {
         func us(_ v: UInt64?) -> String { v.map(String.init) ?? "null" }
         var s = "{\"daemon\":\(jsonString(c.name)),\"summary\":true,\"d50_us\":\(us(c.d50)),\"d99_us\":\(us(c.d99)),\"d100_us\":\(us(c.d100))"
         s += ",\"trials\":\(c.trials),\"errors\":\(c.errors),\"lies\":\(c.lies)"
-        s += ",\"command\":\(jsonString(shellQuoted(c.spec.argv))),\"verdict\":\(jsonString(c.spec.verdict.description))"
+        s += ",\"command\":\(jsonString(shellQuoted(c.spec.argv))),\"verdict\":\(jsonString(c.spec.verdict.description)),\"load\":\(jsonString(c.spec.load.description))"
         let points = c.points.map { p -> String in
             let iv = p.interval
             let o = p.overshootNs.sorted()
@@ -56,7 +56,7 @@ enum KillraceReport {
         for c in summary.curves {
             out.append("## \(c.name)")
             out.append("")
-            out.append("`\(shellQuoted(c.spec.argv))`; verdict \(c.spec.verdict)")
+            out.append("`\(shellQuoted(c.spec.argv))`; verdict \(c.spec.verdict); load \(c.spec.load)")
             out.append("")
             var columns = "| delay µs | trials | survived | survival % | Wilson 95 % | killed by SIGKILL | errors | achieved − requested p50 / max µs |"
             var rule = "|---:|---:|---:|---:|---:|---:|---:|---:|"

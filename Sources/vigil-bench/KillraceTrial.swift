@@ -102,7 +102,10 @@ final class KillraceTrial {
         let pid: pid_t
         do {
             pid = try CPUAffinity.with(config.cpu.daemon, restoringTo: home) { () throws(SystemCallError) -> pid_t in
-                try ChildSpawner.spawn(argv, io: .init(stdin: devNull, stdout: pipe.write, stderr: pipe.write))
+                // --daemon-fifo: forked under SCHED_FIFO, so it starts (and stays) with it.
+                var rt = config.daemonFIFO.map { RealtimePriority(priority: $0) }
+                defer { rt?.restore() }
+                return try ChildSpawner.spawn(argv, io: .init(stdin: devNull, stdout: pipe.write, stderr: pipe.write))
             }
         } catch {
             unsetenv("NOTIFY_SOCKET")
@@ -201,7 +204,7 @@ final class KillraceTrial {
         guard let pid = child?.pid else { return }
         let argv: [String]
         let connect = placeholders.apply(config.loadConnect)
-        switch config.load {
+        switch daemon.load {
         case .none: return
         case .ping:
             argv = [config.benchExecutable, "ping", "--connect", connect, "--connections", "64", "--depth", "16",

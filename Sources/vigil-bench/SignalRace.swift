@@ -27,12 +27,9 @@ enum SignalRace {
     static let spinNs: UInt64 = 2_000_000
 
     static func run(_ child: ChildHandle, stopSignal: Int32, delayNs: UInt64) -> Timing {
-        var saved = sched_param()
-        let savedPolicy = sched_getscheduler(0)
-        _ = sched_getparam(0, &saved)
-        var rt = sched_param(sched_priority: 50)
-        let fifo = sched_setscheduler(0, SCHED_FIFO, &rt) == 0
-        defer { if fifo { _ = sched_setscheduler(0, savedPolicy, &saved) } }
+        var rt = RealtimePriority(priority: 50)
+        defer { rt.restore() }
+        let fifo = rt.granted
 
         // Warm the clock and the code path.
         var t0 = monotonicNanoseconds()
