@@ -38,7 +38,7 @@ enum KillraceReport {
     // MARK: Text
 
     static func percent(_ x: Double) -> String {
-        let v = x * 100
+        let v = (x * 1000).rounded() / 10  // one decimal, without 55.00000000000001
         return v == v.rounded() ? fixed(v, 0) : fixed(v, 1)
     }
 

@@ -49,7 +49,8 @@ enum KillraceSVG {
                 guard lv >= lo, lv <= hi, v >= 1 else { continue }
                 let px = x(UInt64(v.rounded()))
                 s.append("<line x1=\"\(f(px))\" y1=\"\(f(top))\" x2=\"\(f(px))\" y2=\"\(f(top + plotH))\"\(m == 1 ? "" : " stroke=\"#f0f0f0\"")/>")
-                if m == 1 { ticks.append((px, durationLabel(v))) }
+                // Few decades: label the 2s and 5s too.
+                if m == 1 || hi - lo <= 2.6 { ticks.append((px, durationLabel(v))) }
             }
             decade += 1
         }
@@ -91,18 +92,24 @@ enum KillraceSVG {
                     s.append("<circle cx=\"\(f(x(p.delayUs)))\" cy=\"\(f(y(p.rate ?? 0)))\" r=\"3\" fill=\"\(color)\" data-delay-us=\"\(p.delayUs)\" data-survived=\"\(p.survived)\" data-trials=\"\(p.trials)\"><title>\(escape(c.name)) at \(p.delayUs) µs: \(p.survived)/\(p.trials) = \(KillraceReport.percent(p.rate ?? 0)) % (95 %: \(KillraceReport.percent(iv.low))–\(KillraceReport.percent(iv.high)) %)</title></circle>")
                 }
             }
-            // Legend entry.
-            let ly = top + 10 + Double(i) * 22
+            // Legend entry: the name, and its d50 / d100 under it.
+            let ly = top + 10 + Double(i) * 36
             let lx = left + plotW + 20
             s.append("<rect x=\"\(f(lx))\" y=\"\(f(ly - 7))\" width=\"22\" height=\"12\" fill=\"\(color)\" fill-opacity=\"0.15\"/>")
             s.append("<line x1=\"\(f(lx))\" y1=\"\(f(ly - 1))\" x2=\"\(f(lx + 22))\" y2=\"\(f(ly - 1))\" stroke=\"\(color)\" stroke-width=\"2\"/>")
             s.append("<text x=\"\(f(lx + 28))\" y=\"\(f(ly + 3))\">\(escape(c.name))</text>")
+            s.append("<text x=\"\(f(lx + 28))\" y=\"\(f(ly + 17))\" fill=\"#555\" font-size=\"10\">d50 \(shortDelay(c.d50)), d100 \(shortDelay(c.d100))</text>")
             s.append("</g>")
         }
-        let ly = top + 10 + Double(summary.curves.count) * 22 + 8
+        let ly = top + 10 + Double(summary.curves.count) * 36
         s.append("<text x=\"\(f(left + plotW + 20))\" y=\"\(f(ly))\" fill=\"#555\" font-size=\"11\">band: Wilson 95 %</text>")
         s.append("</svg>")
         return s.joined(separator: "\n") + "\n"
+    }
+
+    static func shortDelay(_ us: UInt64?) -> String {
+        guard let us else { return "–" }
+        return us == 0 ? "0" : durationLabel(Double(us))
     }
 
     static func durationLabel(_ us: Double) -> String {
