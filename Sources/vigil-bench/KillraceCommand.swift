@@ -102,7 +102,7 @@ struct KillraceCommand: ParsableCommand {
     func run() throws {
         let made: Result<KillraceConfig, KillraceUsageError> = Result { () throws(KillraceUsageError) in try makeConfig() }
         guard case .success(let config) = made else {
-            if case .failure(let e) = made { throw ValidationError(e.description) }
+            if case .failure(let e) = made { fail("killrace: \(e)", code: BenchExit.usage) }
             return
         }
         // Children must not inherit our own service manager's socket.

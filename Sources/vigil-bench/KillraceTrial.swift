@@ -243,8 +243,11 @@ final class KillraceTrial {
     private func race() {
         guard phase == .settling, let child else { return }
         if let loadFailure { return terminate(loadFailure) }
-        // A daemon that already exited is caught by daemonExited; one that is
-        // exiting right now shows as an exit other than SIGKILL.
+        // A daemon that exited on its own but whose pidfd event the loop has
+        // not seen yet would otherwise pass for one that stopped in time.
+        if Self.isZombie(child.pid) {
+            return terminate("exited before the stop signal; \(output?.summary ?? "no output")")
+        }
         let timing = SignalRace.run(child, stopSignal: config.stopSignal, delayNs: result.delayUs * 1_000)
         // Like systemd's KillMode=control-group: the rest of its group goes too.
         kill(-child.pid, SIGKILL)
@@ -367,6 +370,18 @@ final class KillraceTrial {
                 result.survived = completedStop
             }
         }
+    }
+
+    /// Whether `pid` has exited and waits to be reaped (state Z in /proc/PID/stat).
+    static func isZombie(_ pid: pid_t) -> Bool {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return true }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let paren = buf[0..<n].lastIndex(of: UInt8(ascii: ")")), paren + 2 < n else { return false }
+        let state = buf[paren + 2]
+        return state == UInt8(ascii: "Z") || state == UInt8(ascii: "X")
     }
 
     /// The string value of `"name":"…"` in one JSON object (vigilctl's output).

@@ -157,6 +157,36 @@ final class KillraceToolTests: XCTestCase {
         XCTAssertTrue(noVerdict.stderr.contains("no verdict for daemon 'main'"), noVerdict.stderr)
     }
 
+    /// --vigil: a `clean` record from a daemon that died of the SIGKILL is a
+    /// lie (not a survival, exit 2); from one that finished its stop before
+    /// the SIGKILL it is a survival. vigilctl is replaced by a script that
+    /// always answers `clean`.
+    func testVigilVerdictCountsCleanAfterSIGKILLAsALie() throws {
+        let fake = scratch + "/fake-vigilctl"
+        try "#!/bin/sh\necho '{\"classification\":\"clean\",\"previous_boot\":true}'\n".write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+        let json = scratch + "/vigil.json"
+        let r = try killrace([
+            "--trials", "3", "--delays", "100,5000", "--ready", "log:^ready$", "--settle-ms", "5", "--work-dir", scratch,
+            "--vigil", "--vigilctl", fake, "--json", json,
+            // Ignores SIGTERM, so the SIGKILL is what ends it.
+            "--compare", "stubborn=sh -c 'trap \"\" TERM; echo ready; exec sleep 60'",
+            // Dies of the SIGTERM at once, long before the SIGKILL.
+            "--compare", "prompt=sh -c 'echo ready; exec sleep 60'",
+        ])
+        XCTAssertEqual(r.status, 2, "lies must fail the run:\n\(r.stdout)\n\(r.stderr)")
+        let trials = try jsonLines(json).filter { $0["summary"] == nil }
+        XCTAssertEqual(trials.count, 12)
+        for t in trials {
+            XCTAssertEqual(t["classification"] as? String, "clean")
+            let stubborn = t["daemon"] as? String == "stubborn"
+            XCTAssertEqual(t["killed"] as? Bool, stubborn, "\(t)")
+            XCTAssertEqual(t["lie"] as? Bool, stubborn, "\(t)")
+            XCTAssertEqual(t["survived"] as? Bool, !stubborn, "\(t)")
+        }
+        XCTAssertTrue(r.stdout.contains("lies (a `clean` or `cut-short` record after death by SIGKILL): 6"), r.stdout)
+    }
+
     /// The reference floor in both marker modes and vigild, in one sweep.
     /// The delays are chosen so the outcome does not depend on the machine's
     /// mood: at 0 µs nothing can have been written; at 500 µs the in-place
