@@ -219,6 +219,14 @@ final class KillraceToolTests: XCTestCase {
         if fsType.hasPrefix("tmpfs") {
             throw XCTSkip("\(scratch) is on tmpfs, where fsync costs nothing: the markers cannot differ")
         }
+        // --daemon-fifo needs SCHED_FIFO (root or CAP_SYS_NICE): try it on this thread and go back.
+        let policy = sched_getscheduler(0)
+        var saved = sched_param(), rt = sched_param(sched_priority: 1)
+        _ = sched_getparam(0, &saved)
+        guard sched_setscheduler(0, SCHED_FIFO, &rt) == 0 else {
+            throw XCTSkip("SCHED_FIFO is not permitted here (needed for --daemon-fifo)")
+        }
+        _ = sched_setscheduler(0, policy, &saved)
         let vigild = Self.buildDir.appendingPathComponent("vigild").path
         let json = scratch + "/floors.json", svg = scratch + "/floors.svg"
         let r = try killrace([
