@@ -70,6 +70,9 @@ struct KillraceCommand: ParsableCommand {
     @Option(name: .customLong("daemon-fifo"), help: ArgumentHelp("Run the daemon SCHED_FIFO at this priority (1–49), so other work on its CPU cannot delay its stop sequence: its own cost, not the scheduler's.", valueName: "priority"))
     var daemonFIFO: Int32?
 
+    @Option(name: .customLong("max-late-us"), help: ArgumentHelp("A race whose SIGKILL comes more than this after the delay (interrupted by the host or by interrupts) is reported but not counted.", valueName: "µs"))
+    var maxLateUs: Double = 200
+
     @Option(name: .customLong("stop-signal"), help: ArgumentHelp("The signal that starts the stop sequence.", valueName: "signal"))
     var stopSignal: String = "TERM"
 
@@ -91,6 +94,7 @@ struct KillraceCommand: ParsableCommand {
     func validate() throws {
         guard trials >= 1 else { throw ValidationError("--trials must be at least 1") }
         guard readyTimeout > 0, readyTimeout <= 3600 else { throw ValidationError("--ready-timeout must be in (0, 3600] seconds") }
+        guard maxLateUs >= 0 else { throw ValidationError("--max-late-us must be ≥ 0") }
         guard settleMs >= 0, settleMs <= 600_000 else { throw ValidationError("--settle-ms must be in [0, 600000]") }
         guard !command.isEmpty || !compare.isEmpty else {
             throw ValidationError("no daemon: give `-- COMMAND [ARGS...]` and/or --compare NAME='COMMAND'")
@@ -237,13 +241,15 @@ struct KillraceCommand: ParsableCommand {
         var seedValue = seed ?? 0
         if seed == nil { var g = SystemRandomNumberGenerator(); seedValue = g.next() >> 1 }
         let tmp = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        return KillraceConfig(
+        var config = KillraceConfig(
             daemons: specs, ready: readyCondition, readyTimeoutNs: seconds(readyTimeout),
             loadConnect: loadConnect, settleNs: UInt64(settleMs * 1_000_000), delaysUs: try delays.map(parseDelays) ?? defaultKillraceDelaysUs,
             trials: trials, cpu: try CPUPlan(parsing: cpu, allowed: CPUAffinity.current()),
             stopSignal: SignalSender.number(of: stopSignal)!, daemonFIFO: daemonFIFO, workDir: workDir ?? tmp, seed: seedValue,
             vigilctl: vigilctl ?? (access(siblingCtl, X_OK) == 0 ? siblingCtl : "vigilctl"),
             benchExecutable: exe ?? "vigil-bench", jsonPath: json, svgPath: svg)
+        config.maxLateNs = UInt64(maxLateUs * 1_000)
+        return config
     }
 }
 

@@ -179,6 +179,8 @@ struct KillraceConfig {
     var benchExecutable: String
     var jsonPath: String?
     var svgPath: String?
+    /// A race whose SIGKILL is later than this past the delay is not counted.
+    var maxLateNs: UInt64 = 200_000
     var verdictTimeoutNs: UInt64 = 60_000_000_000
     /// After the SIGKILL, how long the daemon and the load get to be reaped.
     var reapTimeoutNs: UInt64 = 10_000_000_000

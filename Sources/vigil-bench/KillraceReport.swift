@@ -17,7 +17,7 @@ enum KillraceReport {
         s += ",\"ready_ms\":\(r.readyNs.map { fixed(Double($0) / 1e6, 3) } ?? "null")"
         s += ",\"stop_call_us\":\(r.stopCallNs.map { fixed(Double($0) / 1e3, 3) } ?? "null")"
         s += ",\"kill_call_us\":\(r.killCallNs.map { fixed(Double($0) / 1e3, 3) } ?? "null")"
-        s += ",\"sched_fifo\":\(r.fifo)"
+        s += ",\"sched_fifo\":\(r.fifo),\"late\":\(r.late)"
         if let c = r.classification { s += ",\"classification\":\(jsonString(c)),\"lie\":\(r.lie)" }
         return s + "}"
     }
@@ -25,12 +25,12 @@ enum KillraceReport {
     static func summaryLine(_ c: DaemonCurve) -> String {
         func us(_ v: UInt64?) -> String { v.map(String.init) ?? "null" }
         var s = "{\"daemon\":\(jsonString(c.name)),\"summary\":true,\"d50_us\":\(us(c.d50)),\"d99_us\":\(us(c.d99)),\"d100_us\":\(us(c.d100))"
-        s += ",\"trials\":\(c.trials),\"errors\":\(c.errors),\"lies\":\(c.lies)"
+        s += ",\"trials\":\(c.trials),\"errors\":\(c.errors),\"late\":\(c.late),\"lies\":\(c.lies)"
         s += ",\"command\":\(jsonString(shellQuoted(c.spec.argv))),\"verdict\":\(jsonString(c.spec.verdict.description)),\"load\":\(jsonString(c.spec.load.description))"
         let points = c.points.map { p -> String in
             let iv = p.interval
             let o = p.overshootNs.sorted()
-            return "{\"delay_us\":\(p.delayUs),\"trials\":\(p.trials),\"survived\":\(p.survived),\"survival\":\(p.rate.map { fixed($0, 4) } ?? "null"),\"wilson_low\":\(fixed(iv.low, 4)),\"wilson_high\":\(fixed(iv.high, 4)),\"errors\":\(p.errors),\"lies\":\(p.lies),\"killed\":\(p.killed),\"overshoot_p50_us\":\(nearestRank(o, 0.5).map { fixed(Double($0) / 1e3, 3) } ?? "null"),\"overshoot_max_us\":\(o.last.map { fixed(Double($0) / 1e3, 3) } ?? "null")}"
+            return "{\"delay_us\":\(p.delayUs),\"trials\":\(p.trials),\"survived\":\(p.survived),\"survival\":\(p.rate.map { fixed($0, 4) } ?? "null"),\"wilson_low\":\(fixed(iv.low, 4)),\"wilson_high\":\(fixed(iv.high, 4)),\"errors\":\(p.errors),\"late\":\(p.late),\"lies\":\(p.lies),\"killed\":\(p.killed),\"overshoot_p50_us\":\(nearestRank(o, 0.5).map { fixed(Double($0) / 1e3, 3) } ?? "null"),\"overshoot_max_us\":\(o.last.map { fixed(Double($0) / 1e3, 3) } ?? "null")}"
         }
         return s + ",\"curve\":[\(points.joined(separator: ","))]}"
     }
@@ -58,8 +58,8 @@ enum KillraceReport {
             out.append("")
             out.append("`\(shellQuoted(c.spec.argv))`; verdict \(c.spec.verdict); load \(c.spec.load)")
             out.append("")
-            var columns = "| delay µs | trials | survived | survival % | Wilson 95 % | killed by SIGKILL | errors | achieved − requested p50 / max µs |"
-            var rule = "|---:|---:|---:|---:|---:|---:|---:|---:|"
+            var columns = "| delay µs | trials | survived | survival % | Wilson 95 % | killed by SIGKILL | errors | late | achieved − requested p50 / max µs |"
+            var rule = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             let vigil: Bool
             if case .vigil = c.spec.verdict { vigil = true } else { vigil = false }
             if vigil { columns += " lies |"; rule += "---:|" }
@@ -69,7 +69,7 @@ enum KillraceReport {
                 let iv = p.interval
                 let o = p.overshootNs.sorted()
                 let over = o.isEmpty ? "–" : "\(fixed(Double(nearestRank(o, 0.5)!) / 1e3, 1)) / \(fixed(Double(o.last!) / 1e3, 1))"
-                var row = "| \(p.delayUs) | \(p.trials) | \(p.survived) | \(p.rate.map(percent) ?? "–") | \(p.trials > 0 ? "\(percent(iv.low))–\(percent(iv.high))" : "–") | \(p.killed) | \(p.errors) | \(over) |"
+                var row = "| \(p.delayUs) | \(p.trials) | \(p.survived) | \(p.rate.map(percent) ?? "–") | \(p.trials > 0 ? "\(percent(iv.low))–\(percent(iv.high))" : "–") | \(p.killed) | \(p.errors) | \(p.late) | \(over) |"
                 if vigil { row += " \(p.lies) |" }
                 out.append(row)
             }
@@ -85,6 +85,9 @@ enum KillraceReport {
                 out.append("lies (a `clean` or `cut-short` record after death by SIGKILL): \(c.lies)")
             }
             if c.errors > 0 { out.append("errors (not counted): \(c.errors)") }
+            if c.late > 0 {
+                out.append("late races (SIGKILL more than \(fixed(Double(config.maxLateNs) / 1e3, config.maxLateNs % 1_000 == 0 ? 0 : 1)) µs after the delay; not counted): \(c.late) at \(c.points.filter { $0.late > 0 }.map { "\($0.delayUs) µs" }.joined(separator: ", "))")
+            }
             out.append("")
         }
         if summary.curves.count > 1 {

@@ -29,6 +29,8 @@ struct DelayPoint {
     var trials = 0  // counted trials (without error)
     var survived = 0
     var errors = 0
+    /// Races whose SIGKILL came too late (--max-late-us): not counted.
+    var late = 0
     var lies = 0
     var killed = 0
     /// achieved − requested, ns, of every trial that reached the race.
@@ -45,6 +47,7 @@ struct DaemonCurve {
     var name: String { spec.name }
     var trials: Int { points.reduce(0) { $0 + $1.trials } }
     var errors: Int { points.reduce(0) { $0 + $1.errors } }
+    var late: Int { points.reduce(0) { $0 + $1.late } }
     var lies: Int { points.reduce(0) { $0 + $1.lies } }
 
     /// The smallest delay from which survival stays ≥ q at every larger
@@ -84,6 +87,7 @@ struct KillraceSummary {
             guard let c = byName[r.daemon], let i = index[r.delayUs] else { continue }
             if let a = r.achievedNs { curves[c].points[i].overshootNs.append(Int64(a) - Int64(r.delayUs * 1_000)) }
             if r.error != nil { curves[c].points[i].errors += 1; continue }
+            if r.late { curves[c].points[i].late += 1; continue }
             curves[c].points[i].trials += 1
             if r.survived { curves[c].points[i].survived += 1 }
             if r.lie { curves[c].points[i].lies += 1 }

@@ -23,6 +23,10 @@ struct TrialResult {
     var stopCallNs: UInt64?
     var killCallNs: UInt64?
     var fifo = false
+    /// The SIGKILL came more than --max-late-us after the requested delay
+    /// (the race was interrupted): the trial did not measure d, so it is
+    /// reported but not counted.
+    var late = false
     /// `--vigil`: what `vigilctl last-shutdown` concluded, and whether it
     /// claimed a completed stop for a daemon that died of the SIGKILL.
     var classification: String?
@@ -255,6 +259,7 @@ final class KillraceTrial {
         result.stopCallNs = timing.stopCallNs
         result.killCallNs = timing.killCallNs
         result.fifo = timing.fifo
+        result.late = timing.achievedNs > result.delayUs * 1_000 + config.maxLateNs
         phase = .reaping
         stopLoad()
         armReapTimeout()

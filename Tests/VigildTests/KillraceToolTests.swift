@@ -88,7 +88,8 @@ final class KillraceToolTests: XCTestCase {
     func testPlaceholdersFreshDirectoriesAndAFailingVerdict() throws {
         let json = scratch + "/trials.json", svg = scratch + "/curves.svg"
         let r = try killrace([
-            "--trials", "3", "--delays", "0,200,1000", "--ready", "log:^ready$", "--settle-ms", "5",
+            // Exact counts below: a race the VM interrupted must not drop out of them.
+            "--trials", "3", "--delays", "0,200,1000", "--ready", "log:^ready$", "--settle-ms", "5", "--max-late-us", "100000",
             "--work-dir", scratch, "--json", json, "--svg", svg, "--seed", "7",
             "--verdict", "test \"$(cat {state}/port)\" = {port}",
             "--compare", "never-survives=sh -c 'echo ready; exec sleep 60'",
@@ -100,7 +101,7 @@ final class KillraceToolTests: XCTestCase {
         let trials = lines.filter { $0["summary"] == nil }
         XCTAssertEqual(trials.count, 18)
         for t in trials {
-            for key in ["daemon", "delay_us", "achieved_us", "survived", "error"] {
+            for key in ["daemon", "delay_us", "achieved_us", "survived", "error", "late"] {
                 XCTAssertTrue(t.keys.contains(key), "trial line without \(key): \(t)")
             }
             XCTAssertTrue(t["error"] is NSNull, "\(t)")
@@ -167,7 +168,7 @@ final class KillraceToolTests: XCTestCase {
         chmod(fake, 0o755)
         let json = scratch + "/vigil.json"
         let r = try killrace([
-            "--trials", "3", "--delays", "100,5000", "--ready", "log:^ready$", "--settle-ms", "5", "--work-dir", scratch,
+            "--trials", "3", "--delays", "100,5000", "--ready", "log:^ready$", "--settle-ms", "5", "--max-late-us", "100000", "--work-dir", scratch,
             "--vigil", "--vigilctl", fake, "--json", json,
             // Ignores SIGTERM, so the SIGKILL is what ends it.
             "--compare", "stubborn=sh -c 'trap \"\" TERM; echo ready; exec sleep 60'",
