@@ -15,7 +15,8 @@
 #                   verdict: grep -q clean-shutdown {state}/.clean_shutdown.slot
 #
 #   scripts/bench-killrace.sh [--trials N] [--delays "0 100 … 3000"] [--idle] [--load ping|turns]
-#                             [--skip-build] [--json FILE] [--svg FILE] [-- MORE killrace OPTIONS]
+#                             [--skip-build] [--json FILE] [--svg FILE] [--work-dir DIR] [--seed N]
+#                             [-- MORE killrace OPTIONS, e.g. --daemon-fifo 10]
 #
 # Defaults: 20 trials per delay and daemon, delays "0 50 100 200 300 500 700
 # 1000 1500 2000 3000 5000 10000" µs, ping load (vigil-bench ping 64×16) from
