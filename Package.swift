@@ -115,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "vigil-bench",
             dependencies: [
-                "VigilReactor", "VigilDurable",
+                "CVigil", "VigilReactor", "VigilDurable",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CVigil.h"
+#include <sched.h>
 #include <sys/syscall.h>
 #include <errno.h>
 #include <unistd.h>
@@ -41,6 +42,26 @@ int cvigil_sigqueue_u64(pid_t pid, int sig, uint64_t value) {
     union sigval v;
     v.sival_ptr = (void *)(uintptr_t)value;
     return sigqueue(pid, sig, v);
+}
+
+int cvigil_set_affinity(pid_t pid, const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) return -EINVAL;
+        CPU_SET(cpus[i], &set);
+    }
+    return sched_setaffinity(pid, sizeof set, &set) == 0 ? 0 : -errno;
+}
+
+int cvigil_get_affinity(pid_t pid, int *cpus, int max) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(pid, sizeof set, &set) != 0) return -errno;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set)) cpus[n++] = c;
+    return n;
 }
 
 /* ---- io_uring ---- */

@@ -45,6 +45,12 @@ pid_t cvigil_gettid(void);
 int cvigil_tgkill(pid_t tgid, pid_t tid, int sig);
 // sigqueue with a 64-bit payload: benchmarks stamp the send time into it.
 int cvigil_sigqueue_u64(pid_t pid, int sig, uint64_t value);
+// sched_setaffinity to the given CPUs (pid 0: the calling thread); the
+// cpu_set_t macros and the call itself need _GNU_SOURCE. 0 or -errno.
+int cvigil_set_affinity(pid_t pid, const int *cpus, int count);
+// The CPUs `pid` may run on (0: the calling thread), up to `max` of them,
+// ascending. Their count or -errno.
+int cvigil_get_affinity(pid_t pid, int *cpus, int max);
 
 // io_uring through liburing, behind an opaque handle. Functions returning
 // int follow liburing: >= 0 success, -errno failure.

@@ -1,6 +1,7 @@
 // Command line of vigil-bench: `ping` (pipelined round trips against a
 // newline-delimited JSON server), `signal` (timestamped sigqueue) and
-// `journal` (the turn journal in-process: durable turns/s, replay speed).
+// `journal` (the turn journal in-process: durable turns/s, replay speed),
+// the session loads and `killrace` (any daemon's stop sequence against SIGKILL).
 import ArgumentParser
 import Glibc
 import VigilReactor
@@ -17,7 +18,8 @@ struct BenchCommand: ParsableCommand {
         commandName: "vigil-bench",
         abstract: "Load generator for Vigil's benchmarks (docs/benchmarks.md).",
         subcommands: [PingCommand.self, SignalCommand.self, JournalCommand.self,
-                      TurnsCommand.self, DrainCommand.self, OpenSessionsCommand.self])
+                      TurnsCommand.self, DrainCommand.self, OpenSessionsCommand.self,
+                      KillraceCommand.self])
 }
 
 struct PingCommand: ParsableCommand {
