@@ -107,6 +107,11 @@ public final class TurnJournal {
         reactor.onIteration { [unowned self] in self.submitBatch() }
     }
 
+    /// Whether `name` is one of the journal's files in its directory.
+    public static func isJournalFile(_ name: String) -> Bool {
+        name == JournalSnapshot.fileName || JournalFormat.firstSequence(ofSegment: name) != nil
+    }
+
     static func createSegment(_ name: String, firstSequence: UInt64, fs: any StateFileSystem) throws(SystemCallError) -> StateFileHandle {
         // Header durable and the name durable before any record goes in.
         let h = try fs.create(name)

@@ -24,7 +24,9 @@ struct VigildDaemon {
         let stateFS: PosixStateFileSystem
         do {
             stateFS = try PosixStateFileSystem(path: stateDirectory)
+            try stateFS.checkPrivate()
             try stateFS.checkWritable()
+            try refuseNonRegularStateFiles(stateFS)
         } catch {
             logger.critical("state directory \(stateDirectory) is unusable: \(error)")
             throw ExitCode(VigildExit.stateDirUnusable)
@@ -191,6 +193,21 @@ struct VigildDaemon {
         server.closeAll()
         reactor.close()
         if stop.exitCode != 0 { throw ExitCode(stop.exitCode) }
+    }
+
+    /// A FIFO, device or directory in place of a state file would block or
+    /// fail every later step: refuse it by name before anything opens it.
+    private func refuseNonRegularStateFiles(_ fs: PosixStateFileSystem) throws(SystemCallError) {
+        for name in try fs.list() where isStateFile(name) {
+            if let kind = fs.nonRegularType(name) {
+                throw SystemCallError("state file \(name) is \(kind), not a regular file (remove it)", .invalidArgument)
+            }
+        }
+    }
+
+    private func isStateFile(_ name: String) -> Bool {
+        name == ShutdownRecordStore.recordName || name == ShutdownRecordStore.reportName
+            || name == StateDirectoryLock.fileName || name.hasSuffix(".tmp") || TurnJournal.isJournalFile(name)
     }
 
     /// `STATUS=serving: …` kept current while serving (every 5 s, sent only
