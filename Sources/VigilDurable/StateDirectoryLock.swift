@@ -60,11 +60,14 @@ public final class StateDirectoryLock {
             if e == .wouldBlock { throw .held(byPID: holderPID(dir)) }
             throw .system(SystemCallError("flock(\(dir.path))", e))
         }
-        // Who holds it, for the next one to report (not needed for safety).
-        // Replaced atomically: a reader never sees a half-written pid.
-        do { try AtomicFile.replace(fileName, with: Array("\(getpid())\n".utf8), in: dir, syncDirectory: false) } catch {
-            Glibc.close(fd)
-            throw .system(error)
+        // Who holds it, for the next one to report: best effort, not needed
+        // for safety (a full disk must fail later, at the record, clearly).
+        // Opened like every state file: a FIFO here cannot block the start.
+        if let pidFile = try? dir.openRegular(fileName, O_WRONLY | O_CREAT) {
+            let text = Array("\(getpid())\n".utf8)
+            _ = ftruncate(pidFile, 0)
+            _ = text.withUnsafeBytes { pwrite(pidFile, $0.baseAddress, $0.count, 0) }
+            Glibc.close(pidFile)
         }
         return StateDirectoryLock(fd: fd)
     }

@@ -304,6 +304,40 @@ public final class TurnJournal {
         if !queue.isEmpty || batchInFlight { await flush() }
     }
 
+    /// For a stop whose budget ran out: takes no more appends, refuses what
+    /// is queued (those records were never submitted: they complete with
+    /// `.closed` now, and will never be on disk), and waits — until
+    /// `deadlineNs` at most — for the batch already in flight, whose records
+    /// may be durable whatever the caller does: its completions run as usual,
+    /// so the caller can deliver what they acknowledge. Returns true when no
+    /// batch is left in flight (the journal is then closed), false when one
+    /// still is at the deadline: its outcome is unknown.
+    public func closeCuttingShort(waitingUntil deadlineNs: UInt64) async -> Bool {
+        reactor.assertOnLoopPublic()
+        isClosed = true
+        let refused = queue
+        queue.removeAll()
+        for item in refused { item.completion(.failure(.closed)) }
+        if batchInFlight {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                var resumed = false
+                var timer: TimerHandle?
+                let once = { [reactor] in
+                    if resumed { return }
+                    resumed = true
+                    if let t = timer { reactor.cancelTimer(t) }
+                    c.resume()
+                }
+                idleWaiters.append(once)
+                timer = reactor.schedule(atNanoseconds: deadlineNs, once)
+            }
+        }
+        if batchInFlight { return false }
+        if segmentHandle >= 0 { try? io.fs.close(segmentHandle) }
+        segmentHandle = -1
+        return true
+    }
+
     /// Flushes, then closes. With `compact`, the state is snapshotted and all
     /// segments removed, so the next start reads one small file.
     public func close(compact: Bool) async {

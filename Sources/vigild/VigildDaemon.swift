@@ -150,6 +150,9 @@ struct VigildDaemon {
             let ahead = min(.seconds(2), budget.drainBudget / 4)
             await gateway.drain(deadlineNs: ctx.deadlineNs, terminateAhead: ahead)
         }
+        // Budget spent: every turn is decided (replied to, or left open and
+        // so interrupted at the next start) before `abandoned` is counted.
+        stop.settle = { deadlineNs in await gateway.cutShort(deadlineNs: deadlineNs) }
         stop.onStopped.append { outcome, abandoned in
             if outcome == .cutShort { gateway.abandon() }
             extender?.stop()
