@@ -338,18 +338,40 @@ public final class TurnJournal {
         return true
     }
 
+    /// How `close` ended, for the caller's log line.
+    public enum CloseOutcome: Equatable, Sendable {
+        /// Flushed, snapshotted, every segment removed.
+        case compacted
+        /// Flushed; not asked to compact.
+        case flushed
+        /// Flushed, but the snapshot or the removal failed: segments kept
+        /// (nothing lost; the next start replays them).
+        case compactionFailed(SystemCallError)
+        /// Appends were disabled by an I/O failure: not compacted.
+        case notCompactedAfterFailure(JournalError)
+    }
+
     /// Flushes, then closes. With `compact`, the state is snapshotted and all
     /// segments removed, so the next start reads one small file.
-    public func close(compact: Bool) async {
+    @discardableResult
+    public func close(compact: Bool) async -> CloseOutcome {
         await flush()
         isClosed = true
-        if compact && failure == nil {
-            do { try self.compact(includingCurrent: true) } catch {
+        var outcome = CloseOutcome.flushed
+        if let failure {
+            outcome = .notCompactedAfterFailure(failure)
+        } else if compact {
+            do {
+                try self.compact(includingCurrent: true)
+                outcome = .compacted
+            } catch {
                 logger.error("journal compaction at close failed (segments kept): \(error)")
+                outcome = .compactionFailed(error)
             }
         }
         if segmentHandle >= 0 { try? io.fs.close(segmentHandle) }
         segmentHandle = -1
+        return outcome
     }
 }
 

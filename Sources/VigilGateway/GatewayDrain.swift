@@ -49,8 +49,14 @@ extension SessionGateway {
         }
         if Task.isCancelled { return }
         sayGoodbye()
-        await journal.close(compact: true)
-        logger.notice("drain: every turn answered; journal flushed and compacted")
+        switch await journal.close(compact: true) {
+        case .compacted, .flushed:
+            logger.notice("drain: every turn answered; journal flushed and compacted")
+        case .compactionFailed(let e):
+            logger.error("drain: every turn answered; journal flushed, but NOT compacted (\(e)): its segments are kept and replayed at the next start")
+        case .notCompactedAfterFailure(let e):
+            logger.error("drain: every turn answered; journal closed without compaction after an earlier I/O failure (\(e))")
+        }
     }
 
     /// The budget is spent: decide every turn one way or the other before

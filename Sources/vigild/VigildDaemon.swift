@@ -175,6 +175,10 @@ struct VigildDaemon {
                     while true { sleep(3600) }
                 }
             }
+            var handled: Set<Int32> = []
+            if measureSignals { handled.insert(SIGUSR1) }
+            if ProcessEnvironment.get("VIGIL_DEBUG_BLOCK_ON_SIGUSR2") == "1" { handled.insert(SIGUSR2) }
+            try StraySignals.install(on: reactor, logger: logger, handled: handled) { stop.handle($0) }
         } catch {
             logger.critical("cannot set up the signalfd: \(error)")
             throw ExitCode(VigildExit.osError)

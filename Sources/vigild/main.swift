@@ -5,6 +5,7 @@ import VigilReactor
 import VigilSystemd
 
 SignalSource.blockDaemonSignals()
+StraySignals.block()
 // Before any Logger exists: structured journal entries when stderr is the
 // journal (systemd's JOURNAL_STREAM), plain stderr lines otherwise.
 JournalLogHandler.bootstrap(identifier: "vigild")

@@ -242,6 +242,26 @@ final class TurnJournalTests: XCTestCase {
         XCTAssertEqual(j2.state.sessions["a"]?.interruptedTurns, ["3"])
     }
 
+    func testCloseSaysWhetherItCompacted() throws {
+        let fs = SimulatedStateFileSystem()
+        let r = try reactor()
+        let j = try TurnJournal(io: SimulatedJournalIO(fs: fs, reactor: r), reactor: r, logger: logger)
+        try appendAll(j, r, [.sessionOpened(session: "a")])
+        fs.failWith = .noSpace  // the snapshot cannot be created
+        var outcome: TurnJournal.CloseOutcome?
+        r.spawn { outcome = await j.close(compact: true) }
+        while outcome == nil { try r.runOnce(timeoutMs: 50) }
+        guard case .compactionFailed = outcome! else { return XCTFail("a failed compaction must not be reported as done: \(outcome!)") }
+        XCTAssertTrue(fs.fileNames.contains { $0.hasSuffix(".seg") }, "the segments are kept")
+        fs.failWith = nil
+        let j2 = try TurnJournal(io: SimulatedJournalIO(fs: fs, reactor: r), reactor: r, logger: logger)
+        XCTAssertNotNil(j2.state.sessions["a"], "nothing lost")
+        var second: TurnJournal.CloseOutcome?
+        r.spawn { second = await j2.close(compact: true) }
+        while second == nil { try r.runOnce(timeoutMs: 50) }
+        XCTAssertEqual(second, .compacted)
+    }
+
     func testIOErrorDisablesAppends() throws {
         let fs = SimulatedStateFileSystem()
         let r = try reactor()
