@@ -104,12 +104,39 @@ public final class TurnJournal {
             replay.report.createdSegment = name
         }
         report = replay.report
+        snapshotSequence = replay.report.snapshotProblem == nil ? replay.report.snapshotSequence : nil
+        // The new baseline: what replay found (its damage reported above, and
+        // kept in the manifest for vigilctl while this run lives).
+        try writeManifest(foundAtOpen: report.check)
         reactor.onIteration { [unowned self] in self.submitBatch() }
+    }
+
+    /// The sequence the current snapshot covers (nil: no snapshot).
+    private var snapshotSequence: UInt64?
+    private var foundAtOpen = JournalCheck()
+    /// Sequence gaps still in the segments (0 once compaction removed them).
+    private lazy var knownGaps: UInt64 = report.missingSequences
+
+    /// Records, durably, what the directory must hold from now on. Always
+    /// written after the files it lists are durable, and before any file
+    /// it no longer lists is removed: a crash in between leaves an extra
+    /// file (harmless), never a listed one missing.
+    private func writeManifest(foundAtOpen: JournalCheck? = nil) throws(SystemCallError) {
+        if let foundAtOpen { self.foundAtOpen = foundAtOpen }
+        var segments = closedSegments
+        if segmentHandle >= 0 { segments.append(segmentName) }
+        var m = JournalManifest(snapshotSequence: snapshotSequence, durableSequence: durableSequence,
+                                segments: segments, foundAtOpen: self.foundAtOpen)
+        // Damage reported at open stays in the files it is in until
+        // compaction removes them: known, so not reported as new loss again.
+        m.knownGaps = knownGaps
+        m.knownRanges = report.damaged.filter { segments.contains($0.segment) }.map { "\($0.segment)@\($0.offset)" }
+        try AtomicFile.replace(JournalManifest.fileName, with: m.encode(), in: io.fs)
     }
 
     /// Whether `name` is one of the journal's files in its directory.
     public static func isJournalFile(_ name: String) -> Bool {
-        name == JournalSnapshot.fileName || JournalFormat.firstSequence(ofSegment: name) != nil
+        name == JournalSnapshot.fileName || name == JournalManifest.fileName || JournalFormat.firstSequence(ofSegment: name) != nil
     }
 
     static func createSegment(_ name: String, firstSequence: UInt64, fs: any StateFileSystem) throws(SystemCallError) -> StateFileHandle {
@@ -262,6 +289,9 @@ public final class TurnJournal {
         segmentHandle = h
         appendOffset = UInt64(JournalFormat.segmentHeaderSize)
         logger.debug("journal: new segment \(name)")
+        // Not listing the new segment is safe (an unlisted segment is still
+        // read); only the check for its loss is weaker until the next write.
+        do { try writeManifest() } catch { logger.error("journal manifest not updated after rollover: \(error)") }
     }
 
     private func compactIfNeeded() {
@@ -275,11 +305,26 @@ public final class TurnJournal {
     /// A crash in between leaves segments whose records replay skips.
     private func compact(includingCurrent: Bool) throws(SystemCallError) {
         try AtomicFile.replace(JournalSnapshot.fileName, with: JournalSnapshot.encode(state, coveredSequence: durableSequence), in: io.fs)
-        var removed = closedSegments
+        let previousSnapshot = snapshotSequence, previousGaps = knownGaps
+        snapshotSequence = durableSequence
+        // Replay skips every record up to the snapshot: no old gap is seen again.
+        knownGaps = 0
+        // The manifest stops listing the covered segments before they go.
+        let keptClosed = closedSegments
         closedSegments = []
+        let handle = segmentHandle
+        if includingCurrent { segmentHandle = -1 }
+        do { try writeManifest() } catch {
+            // Nothing removed: the old manifest still matches the files.
+            snapshotSequence = previousSnapshot
+            knownGaps = previousGaps
+            closedSegments = keptClosed
+            segmentHandle = handle
+            throw error
+        }
+        var removed = keptClosed
         if includingCurrent {
-            try? io.fs.close(segmentHandle)
-            segmentHandle = -1
+            try? io.fs.close(handle)
             removed.append(segmentName)
         }
         for name in removed { try io.fs.remove(name) }
@@ -333,6 +378,10 @@ public final class TurnJournal {
             }
         }
         if batchInFlight { return false }
+        // Exact now: every record up to durableSequence was acknowledged.
+        if failure == nil {
+            do { try writeManifest() } catch { logger.error("journal manifest not updated at close: \(error)") }
+        }
         if segmentHandle >= 0 { try? io.fs.close(segmentHandle) }
         segmentHandle = -1
         return true
@@ -360,13 +409,17 @@ public final class TurnJournal {
         var outcome = CloseOutcome.flushed
         if let failure {
             outcome = .notCompactedAfterFailure(failure)
-        } else if compact {
+        } else if !compact {
+            // Exact now: every record up to durableSequence was acknowledged.
+            do { try writeManifest() } catch { logger.error("journal manifest not updated at close: \(error)") }
+        } else {
             do {
                 try self.compact(includingCurrent: true)
                 outcome = .compacted
             } catch {
                 logger.error("journal compaction at close failed (segments kept): \(error)")
                 outcome = .compactionFailed(error)
+                try? writeManifest()
             }
         }
         if segmentHandle >= 0 { try? io.fs.close(segmentHandle) }

@@ -118,7 +118,7 @@ final class TurnJournalTests: XCTestCase {
         XCTAssertEqual(j2.state, afterRun, "snapshot + remaining segments rebuild the same state")
         XCTAssertEqual(j2.state.interruptedSessions.count, 7)
         try closeJournal(j2, r2, compact: true)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["snapshot"], "a clean close leaves only the snapshot")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["journal.manifest", "snapshot"], "a clean close leaves only the snapshot (and the manifest)")
 
         let r3 = try reactor()
         let j3 = try openJournal(r3, options: options)
