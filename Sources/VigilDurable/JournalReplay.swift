@@ -266,4 +266,11 @@ public enum JournalInspector {
         let r = try JournalReplayer(fs: fs, logger: logger, readOnly: true, runIsOver: runIsOver).replay()
         return (r.state, r.report)
     }
+
+    /// What the running daemon's journal found missing or damaged when it
+    /// opened (kept in its manifest); nil without a readable manifest.
+    public static func foundAtLastOpen(_ fs: any StateFileSystem) throws(SystemCallError) -> JournalCheck? {
+        guard let bytes = try fs.read(JournalManifest.fileName) else { return nil }
+        return (try? JournalManifest.decode(bytes))?.foundAtOpen
+    }
 }

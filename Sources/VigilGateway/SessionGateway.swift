@@ -70,6 +70,8 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     var idleSweep: TimerHandle?
 
     public internal(set) var isDraining = false
+    /// The journal's replay found acknowledged data missing at this start.
+    public let journalDamaged: Bool
     /// The drain's budget is spent (`cutShort`): no agent starts and no
     /// completion is journaled any more; open turns stay open (interrupted).
     public internal(set) var isCutShort = false
@@ -98,6 +100,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     public init(reactor: Reactor, journal: TurnJournal, agent: any Agent, logger: Logger, options: Options = Options()) {
         self.reactor = reactor
         self.journal = journal
+        journalDamaged = journal.report.check.isDamaged
         self.agent = agent
         self.logger = logger
         self.options = options
@@ -248,6 +251,10 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         appendStringArray(record?.interruptedTurns ?? [], to: &o)
         JSONWriter.append(",\"in_flight\":", to: &o)
         appendStringArray(record?.openTurns ?? [], to: &o)
+        // Acknowledged records were lost (docs/journal.md, "Manifest"): this
+        // session's history may be incomplete — or it may have existed
+        // although it now reads `new`. Said on every `opened` of this run.
+        if journalDamaged { JSONWriter.append(",\"journal_damaged\":true", to: &o) }
         JSONWriter.append("}\n", to: &o)
         return o
     }
@@ -489,6 +496,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         appendNumber("interrupted_sessions", journal.state.interruptedSessionCount, &o)
         appendNumber("turns_in_flight", turns.count, &o)
         JSONWriter.append(isDraining ? ",\"draining\":true" : ",\"draining\":false", to: &o)
+        JSONWriter.append(journalDamaged ? ",\"journal_damaged\":true" : ",\"journal_damaged\":false", to: &o)
         JSONWriter.append(",\"agent\":", to: &o)
         JSONWriter.appendString(agent.name, to: &o)
         for (k, v) in statusFields {

@@ -261,7 +261,12 @@ struct VigildDaemon {
             throw ExitCode(VigildExit.stateDirUnusable)
         }
         let report = journal.report
-        if report.damaged.isEmpty && report.snapshotProblem == nil { logger.notice("\(report.summary)") } else { logger.error("\(report.summary)") }
+        let check = report.check
+        if !check.isDamaged && report.damaged.isEmpty { logger.notice("\(report.summary)") } else { logger.error("\(report.summary)") }
+        if check.isDamaged {
+            let missing = check.missing.isEmpty ? "" : "; missing: \(check.missing.joined(separator: ", "))"
+            logger.error("the turn journal lost acknowledged data: \(check.recordsLost) record(s)\(missing); sessions may come back incomplete or as new — every `opened` of this run says journal_damaged, and `vigilctl last-shutdown --json` shows the journal object")
+        }
         var started: Result<UInt64, JournalError>?
         journal.append(.runStarted(pid: getpid(), bootID: currentBootID())) { started = $0 }
         while started == nil {
