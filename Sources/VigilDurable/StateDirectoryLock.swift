@@ -6,7 +6,9 @@
 // The directory cannot be unlinked while it holds our files, and renaming it
 // away leaves the lock on the directory that holds the state.
 // The holder's pid is written into `vigild.lock` so a second instance (and
-// vigilctl) can say who holds the lock; that file is informational only.
+// vigilctl) can say who holds the lock. That file is flocked too, but only
+// so that an older vigild (which locked just the file) and this one see
+// each other during an upgrade; safety rests on the directory's lock.
 import Glibc
 import SystemPackage
 import VigilReactor
@@ -30,10 +32,19 @@ public final class StateDirectoryLock {
     /// A descriptor of the directory of our own (its own open file
     /// description: flock locks belong to that, not to the inode's other fds).
     private let fd: Int32
+    /// `vigild.lock`, also flocked: an older vigild, which locks only that
+    /// file, sees this instance too (and this one sees it).
+    private let fileFD: Int32
 
-    private init(fd: Int32) { self.fd = fd }
+    private init(fd: Int32, fileFD: Int32) {
+        self.fd = fd
+        self.fileFD = fileFD
+    }
 
-    deinit { Glibc.close(fd) }
+    deinit {
+        Glibc.close(fd)
+        if fileFD >= 0 { Glibc.close(fileFD) }
+    }
 
     private static func openDirectory(_ dir: PosixStateFileSystem) throws(SystemCallError) -> Int32 {
         let fd = openat(dir.directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -63,13 +74,29 @@ public final class StateDirectoryLock {
         // Who holds it, for the next one to report: best effort, not needed
         // for safety (a full disk must fail later, at the record, clearly).
         // Opened like every state file: a FIFO here cannot block the start.
-        if let pidFile = try? dir.openRegular(fileName, O_WRONLY | O_CREAT) {
+        var fileFD: Int32 = -1
+        if let pidFile = try? dir.openRegular(fileName, O_RDWR | O_CREAT) {
+            var fileRetries = 20  // vigilctl's probe, as above
+            while flock(pidFile, LOCK_EX | LOCK_NB) != 0 {
+                let e = Errno(rawValue: Glibc.errno)
+                if e == .interrupted { continue }
+                if e != .wouldBlock { break }  // best effort: the directory lock is what counts
+                if fileRetries > 0 {
+                    fileRetries -= 1
+                    usleep(5_000)
+                    continue
+                }
+                // Only an older vigild locks just the file.
+                Glibc.close(pidFile)
+                Glibc.close(fd)
+                throw .held(byPID: holderPID(dir))
+            }
             let text = Array("\(getpid())\n".utf8)
             _ = ftruncate(pidFile, 0)
             _ = text.withUnsafeBytes { pwrite(pidFile, $0.baseAddress, $0.count, 0) }
-            Glibc.close(pidFile)
+            fileFD = pidFile
         }
-        return StateDirectoryLock(fd: fd)
+        return StateDirectoryLock(fd: fd, fileFD: fileFD)
     }
 
     /// The pid of a live holder, or nil when nobody holds the lock. Takes no
@@ -79,7 +106,13 @@ public final class StateDirectoryLock {
         defer { Glibc.close(fd) }
         if flock(fd, LOCK_SH | LOCK_NB) == 0 {
             flock(fd, LOCK_UN)
-            return .none
+            // An older vigild locks only the file.
+            guard let file = try? dir.openRegular(fileName, O_RDONLY) else { return .none }
+            defer { Glibc.close(file) }
+            if flock(file, LOCK_SH | LOCK_NB) == 0 {
+                flock(file, LOCK_UN)
+                return .none
+            }
         }
         return .some(holderPID(dir))
     }

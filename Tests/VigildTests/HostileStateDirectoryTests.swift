@@ -106,6 +106,22 @@ final class HostileStateDirectoryTests: XCTestCase {
         XCTAssertEqual(try first.waitForExit(), 0)
     }
 
+    /// During an upgrade an older vigild may hold only the file's lock.
+    func testAnOlderInstanceLockingOnlyTheLockFileIsStillSeen() throws {
+        let dir = freshStateDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(mkdir(dir, 0o700), 0)
+        let fd = open(dir + "/vigild.lock", O_RDWR | O_CREAT, 0o600)
+        defer { close(fd) }
+        _ = "4242\n".withCString { write(fd, $0, 5) }
+        XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir], stateDir: dir)
+        XCTAssertEqual(try d.waitForExit(), 75, d.log)
+        XCTAssertTrue(d.log.contains("pid 4242"), d.log)
+        let r = try vigilctl(["last-shutdown", "--state-dir", dir, "--json"])
+        XCTAssertTrue(r.out.contains("\"daemon_running\":true"), r.out)
+    }
+
     func testAStateDirectoryOthersCanWriteIsRefused() throws {
         for mode: mode_t in [0o777, 0o770, 0o702] {
             let dir = freshStateDir()
