@@ -37,7 +37,8 @@ struct LastShutdown: ParsableCommand {
             // stopped: what the next start will find.
             check = daemon.running ? (try JournalInspector.foundAtLastOpen(fs) ?? JournalCheck()) : inspected.report.check
         } catch {
-            check.problems.append("cannot read the journal: \(error)")
+            fputsStderr("vigilctl: cannot read the turn journal in \(options.stateDir): \(error)\n")
+            check.problems.append("cannot read the journal now: \(error)")
         }
         let journalJSON = jsonText(["damaged": check.isDamaged, "missing": check.missing,
                                     "records_lost": check.recordsLost, "problems": check.problems] as [String: Any])

@@ -26,7 +26,6 @@ struct VigildDaemon {
             stateFS = try PosixStateFileSystem(path: stateDirectory)
             try stateFS.checkPrivate()
             try stateFS.checkWritable()
-            try refuseNonRegularStateFiles(stateFS)
         } catch {
             logger.critical("state directory \(stateDirectory) is unusable: \(error)")
             throw ExitCode(VigildExit.stateDirUnusable)
@@ -38,6 +37,11 @@ struct VigildDaemon {
             throw ExitCode(VigildExit.stateDirUnusable)
         }
         defer { withExtendedLifetime(lock) {} }
+        // After the lock: a running instance is reported as such (75) first.
+        do { try refuseNonRegularStateFiles(stateFS) } catch {
+            logger.critical("state directory \(stateDirectory) is unusable: \(error)")
+            throw ExitCode(VigildExit.stateDirUnusable)
+        }
         let store = ShutdownRecordStore(fs: stateFS)
         let previous: PreviousRun
         do {
