@@ -45,6 +45,8 @@ final class JournalDamageEndToEndTests: XCTestCase {
         XCTAssertEqual(offline["damaged"] as? Bool, true, "\(offline)")
         XCTAssertEqual(offline["missing"] as? [String], segs)
         XCTAssertGreaterThanOrEqual(offline["records_lost"] as? Int ?? 0, 5, "3 opens, 1 accept, 1 run start at least: \(offline)")
+        let status = try runTool(vigilctlPath, ["status", "--state-dir", dir, "--json"])
+        XCTAssertTrue(status.1.contains("\"journal_damaged\":true"), status.1)
 
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir], stateDir: dir)
         try d.waitUntilListening()
@@ -56,6 +58,8 @@ final class JournalDamageEndToEndTests: XCTestCase {
         XCTAssertEqual(opened["status"] as? String, "new", "its record is gone")
         XCTAssertEqual(opened["journal_damaged"] as? Bool, true, "the client learns its session may have been lost: \(opened)")
         // While it runs: what it found at its start.
+        let online = try runTool(vigilctlPath, ["status", "--state-dir", dir, "--json"])
+        XCTAssertTrue(online.1.contains("\"journal_damaged\":true"), online.1)
         let running = try journalObject(dir)
         XCTAssertEqual(running["damaged"] as? Bool, true, "\(running)")
         XCTAssertEqual(running["missing"] as? [String], segs)
