@@ -26,7 +26,9 @@ final class DrainRaceTests: XCTestCase {
     /// One trial: `--stop-timeout 2` (drain budget 1750 ms), five turns of
     /// `workMs` each, SIGTERM right after the five `accepted`; with
     /// `freezeMs`, SIGSTOP during the drain and SIGCONT only after the budget.
-    private func trial(seed: UInt64, workMs: [Int], freezeMs: Int? = nil) throws {
+    /// Returns false only for the starved-disk escape below (nothing claimed).
+    @discardableResult
+    private func trial(seed: UInt64, workMs: [Int], freezeMs: Int? = nil) throws -> Bool {
         let dir = NSTemporaryDirectory() + "vigil-race-\(getpid())-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir, "--stop-timeout", "2"], stateDir: dir)
@@ -58,11 +60,20 @@ final class DrainRaceTests: XCTestCase {
         }
         XCTAssertTrue(sawGoodbye, "seed \(seed)")
         XCTAssertEqual(afterGoodbye, [], "seed \(seed): nothing after goodbye")
-        XCTAssertEqual(try d.waitForExit(), 0, d.log)
+        let status = try d.waitForExit()
         let report = try lastShutdown(dir)
         let interrupted = Set((report["interrupted"] as? [[String: Any]] ?? []).flatMap { $0["turns"] as? [String] ?? [] })
         let why = "seed \(seed) work_ms \(workMs) freeze \(freezeMs ?? 0): replied \(replied.sorted()), interrupted \(interrupted.sorted()), record \(report)"
         XCTAssertTrue(replied.isDisjoint(with: interrupted), why)
+        // A disk so slow that the batch in flight outlasts the safety margin
+        // (a starved machine): vigild claims nothing (killed-during-drain,
+        // exit 1) rather than a count it cannot know. Only then is a turn
+        // allowed to be neither replied nor interrupted.
+        if status == 1 && d.log.contains("could not be settled in time") {
+            XCTAssertEqual(report["classification"] as? String, "killed-during-drain", why)
+            return false
+        }
+        XCTAssertEqual(status, 0, d.log)
         XCTAssertEqual(replied.union(interrupted), accepted, "every accepted turn is replied or interrupted: \(why)")
         let classification = report["classification"] as? String
         XCTAssertTrue(classification == "clean" || classification == "cut-short", why)
@@ -71,6 +82,7 @@ final class DrainRaceTests: XCTestCase {
         } else {
             XCTAssertEqual(interrupted, [], why)
         }
+        return true
     }
 
     /// work_ms swept around the 1750 ms budget (SIGTERM comes a little
@@ -78,10 +90,12 @@ final class DrainRaceTests: XCTestCase {
     func testTurnsEndingAtTheBudgetAreRepliedOrInterruptedNeverLost() throws {
         let seed: UInt64 = 0x0009_0001
         var rng = SplitMix(state: seed)
+        var decided = 0
         for _ in 0..<10 {
             let base = 1746 + Int(rng.next() % 8)
-            try trial(seed: seed, workMs: (0..<5).map { _ in base + Int(rng.next() % 3) })
+            if try trial(seed: seed, workMs: (0..<5).map { _ in base + Int(rng.next() % 3) }) { decided += 1 }
         }
+        XCTAssertGreaterThan(decided, 5, "the sweep must mostly run on a disk that keeps up")
     }
 
     /// SIGSTOP during the drain, SIGCONT after the budget: on waking, the
