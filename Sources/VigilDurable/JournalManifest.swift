@@ -14,7 +14,6 @@
 //   known_gaps=<n>                  damage already reported (not new loss):
 //   known_range=<segment>@<offset>  sequence gaps, damaged ranges
 //   crc32c=<8 hex digits>           over every byte before this line
-import VigilReactor
 
 struct JournalManifest: Equatable {
     static let fileName = "journal.manifest"
