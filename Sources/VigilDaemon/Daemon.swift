@@ -39,11 +39,22 @@ public enum Daemon {
     ///     locked, the previous run classified and the reactor created. It
     ///     runs on the loop's thread; throwing ``DaemonFailure`` chooses the
     ///     exit code, any other error exits 1.
+    /// Blocks the stop signals (TERM, INT, QUIT, HUP, USR1/2, CHLD, PWR) and
+    /// every other signal that would kill the process by default (ALRM,
+    /// VTALRM, PROF, IO, XCPU, XFSZ, SYS, STKFLT, the real-time ones), and
+    /// ignores SIGPIPE. ``run(_:makeService:)`` calls it first; call it
+    /// yourself as the first statement of `main` when anything before `run`
+    /// could start a thread (threads inherit the mask).
+    public static func blockSignals() {
+        SignalSource.blockDaemonSignals()
+        StraySignals.block()
+    }
+
     public static func run<Service: DaemonService>(
         _ configuration: DaemonConfiguration,
         makeService: (DaemonContext) throws -> Service
     ) -> Int32 {
-        SignalSource.blockDaemonSignals()
+        blockSignals()
         let logger = configuration.logger
         let name = configuration.name
         if let threads = processThreadCount(), threads > 1 {
@@ -59,6 +70,9 @@ public enum Daemon {
         let stateFS: PosixStateFileSystem
         do {
             stateFS = try PosixStateFileSystem(path: directory)
+            // Owned by us, writable by nobody else: another user could
+            // otherwise replace the record or take the lock.
+            try stateFS.checkPrivate()
             try stateFS.checkWritable()
         } catch {
             logger.critical("state directory \(directory) is unusable: \(error)")
@@ -72,6 +86,13 @@ public enum Daemon {
         }
         // Held until this function returns: the kernel drops it at exit.
         defer { withExtendedLifetime(lock) {} }
+        // After the lock, so a running instance is reported as such (75):
+        // a FIFO or device in place of a state file would block or fail
+        // every later step. Refused by name before anything opens it.
+        do { try refuseNonRegularFiles(in: stateFS, named: isLibraryStateFile) } catch {
+            logger.critical("state directory \(directory) is unusable: \(error)")
+            return DaemonExit.stateDirectoryUnusable
+        }
 
         // 3. The verdict on the previous run, then `running`.
         let store = ShutdownRecordStore(fs: stateFS)
@@ -145,13 +166,20 @@ public enum Daemon {
         stop.drain = { ctx in
             await service.drain(DrainDeadline(monotonicNanoseconds: ctx.deadlineNs, signal: ctx.signal))
         }
+        // Budget spent: every unit is decided before `abandoned` is counted.
+        stop.settle = { deadlineNs in
+            await service.settle(DrainDeadline(monotonicNanoseconds: deadlineNs, signal: stop.context?.signal ?? SignalInfo(signal: SIGTERM, senderPID: 0, senderUID: 0, code: 0, value: 0, receivedAtNs: 0)))
+        }
         stop.onStopped.append { outcome, abandoned in
             if let t = drainStatus { reactor.cancelTimer(t) }
             extender?.stop()
             if outcome == .cutShort { service.abandon() }
             notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned")
         }
-        do { try stop.install() } catch {
+        do {
+            try stop.install()
+            try StraySignals.install(on: reactor, logger: logger, name: name) { stop.handle($0) }
+        } catch {
             logger.critical("cannot set up the signalfd: \(error)")
             return DaemonExit.osError
         }
@@ -217,6 +245,22 @@ public enum Daemon {
         }
         logger.notice("stop timeout \(budget.stopTimeout.milliseconds) ms from \(budget.source); drain budget \(budget.drainBudget.milliseconds) ms")
         return budget
+    }
+
+    /// The entry point's own files: the record, the report, the lock, and
+    /// any temporary file of an atomic replace.
+    static func isLibraryStateFile(_ name: String) -> Bool {
+        name == ShutdownRecordStore.recordName || name == ShutdownRecordStore.reportName
+            || name == StateDirectoryLock.fileName || name.hasSuffix(".tmp")
+    }
+
+    /// Throws naming the first file `matching` that is not a regular file.
+    public static func refuseNonRegularFiles(in fs: PosixStateFileSystem, named matching: (String) -> Bool) throws(SystemCallError) {
+        for name in try fs.list() where matching(name) {
+            if let kind = fs.nonRegularType(name) {
+                throw SystemCallError("state file \(name) is \(kind), not a regular file (remove it)", .invalidArgument)
+            }
+        }
     }
 
     static func isValidName(_ name: String) -> Bool {

@@ -18,7 +18,8 @@ import VigilReactor
 /// 4. ``drain(_:)`` as a task on the loop (not after SIGQUIT), until it
 ///    returns (`stopped/clean`) or the budget runs out (the task is
 ///    cancelled, `stopped/cut-short`).
-/// 5. ``abandon()`` after a cut-short stop, once the `stopped` record is durable.
+/// 5. After a cut-short stop: ``settle(_:)`` until every unit is decided, then
+///    the `stopped` record, then ``abandon()``.
 /// 6. ``finish()`` after the loop has ended, before the process exits.
 public protocol DaemonService: AnyObject {
     /// Registers the service's descriptors, timers and signal handlers on
@@ -50,6 +51,16 @@ public protocol DaemonService: AnyObject {
     /// `stopped` record, with the abandoned count, is already durable.
     func abandon()
 
+    /// The budget ran out (or a second stop signal came) while the drain was
+    /// still running: decide every unit of work before the `stopped` record
+    /// counts what was abandoned — e.g. wait for a journal write already on
+    /// its way to disk, so a unit it completes is answered, not counted as
+    /// abandoned. Return true when ``workInFlight`` is now exactly what was
+    /// abandoned; false if that could not be settled by `deadline` (then no
+    /// `stopped` record is written: the next start says killed-during-drain,
+    /// and the exit code is 1). Default: true, at once.
+    func settle(_ deadline: DrainDeadline) async -> Bool
+
     /// One line for systemd's STATUS= while serving (refreshed every few
     /// seconds when it changes); nil sends none. Default: nil.
     var statusLine: String? { get }
@@ -68,6 +79,8 @@ extension DaemonService {
     public var readyStatus: String? { statusLine }
     /// Nothing to close.
     public func finish() {}
+    /// Nothing to settle: ``workInFlight`` is already exact.
+    public func settle(_ deadline: DrainDeadline) async -> Bool { true }
 }
 
 /// When the drain must be over, given to ``DaemonService/drain(_:)``.

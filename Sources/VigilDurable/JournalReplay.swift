@@ -34,6 +34,39 @@ public struct JournalReplayReport: Sendable, Equatable {
     public var missingSequences: UInt64 = 0
     public var createdSegment: String?
     public var durationNs: UInt64 = 0
+    /// Files the manifest lists that are gone (deleted, or lost with the disk).
+    public var missingFiles: [String] = []
+    /// Acknowledged records beyond the last one found: the manifest says
+    /// records up to `expectedSequence` were durable (a segment cut short).
+    public var tailRecordsLost: UInt64 = 0
+    /// The manifest's durable sequence (nil: no usable manifest).
+    public var expectedSequence: UInt64?
+    /// A manifest that could not be read: nothing to check against.
+    public var manifestProblem: String?
+    /// Journal files without a manifest (an older version wrote them, or
+    /// it was deleted): a deleted last segment cannot be detected this time.
+    public var manifestAbsent = false
+    /// Listed segments found empty (their header had been durable).
+    public var emptiedSegments: [String] = []
+    /// Of `missingSequences` and `damaged`: what an earlier start already
+    /// reported (still in the files until compaction removes them).
+    public var knownMissingSequences: UInt64 = 0
+    public var knownDamaged: [Range] = []
+
+    /// Acknowledged records that are not there (gaps and a lost tail).
+    public var recordsLost: UInt64 { missingSequences - min(knownMissingSequences, missingSequences) + tailRecordsLost }
+
+    /// What is missing or damaged, in the form vigilctl and the log show.
+    public var check: JournalCheck {
+        var c = JournalCheck()
+        c.missing = missingFiles
+        c.recordsLost = recordsLost
+        c.problems = damaged.filter { !knownDamaged.contains($0) }.map { "damaged range: \($0)" }
+            + emptiedSegments.map { "segment \($0) is empty although its header had been durable" }
+            + (snapshotProblem.map { ["snapshot unreadable: \($0)"] } ?? [])
+            + (manifestProblem.map { ["manifest unreadable: \($0)"] } ?? [])
+        return c
+    }
 
     public var summary: String {
         var s = "journal replay: \(recordsReplayed) records from \(segmentsRead) segment(s)"
@@ -41,8 +74,15 @@ public struct JournalReplayReport: Sendable, Equatable {
         s += " in \(durationNs / 1_000_000) ms"
         for t in truncated { s += "; torn tail dropped: \(t)" }
         for d in damaged { s += "; DAMAGED range skipped: \(d)" }
-        if missingSequences > 0 { s += "; \(missingSequences) record(s) lost in damaged ranges" }
+        if missingSequences > 0 { s += "; \(missingSequences) record(s) missing from the sequence" }
+        if knownMissingSequences > 0 || !knownDamaged.isEmpty { s += " (already reported at an earlier start: \(knownMissingSequences) missing, \(knownDamaged.count) damaged range(s))" }
+        if !missingFiles.isEmpty { s += "; FILES MISSING: \(missingFiles.joined(separator: ", "))" }
+        for e in emptiedSegments { s += "; SEGMENT EMPTIED: \(e)" }
+        if tailRecordsLost > 0 { s += "; \(tailRecordsLost) acknowledged record(s) cut off the end (expected up to sequence \(expectedSequence ?? 0))" }
         if let p = snapshotProblem { s += "; SNAPSHOT UNREADABLE: \(p)" }
+        if let p = manifestProblem { s += "; MANIFEST UNREADABLE: \(p)" }
+        if manifestAbsent { s += "; no manifest (missing files cannot be detected this time)" }
+        if check.isDamaged { s += "; ACKNOWLEDGED DATA MAY BE LOST" }
         return s
     }
 }
@@ -70,7 +110,19 @@ struct JournalReplayer {
         var report = JournalReplayReport()
         var state = JournalState()
         var last: UInt64 = 0
-        if let bytes = try fs.read(JournalSnapshot.fileName) {
+        var manifest: JournalManifest?
+        if let bytes = try fs.read(JournalManifest.fileName) {
+            do { manifest = try JournalManifest.decode(bytes) } catch { report.manifestProblem = error.reason }
+        }
+        report.expectedSequence = manifest?.durableSequence
+        let snapshotBytes = try fs.read(JournalSnapshot.fileName)
+        if let expected = manifest?.snapshotSequence {
+            if snapshotBytes == nil { report.missingFiles.append(JournalSnapshot.fileName) }
+            if let (_, covered) = snapshotBytes.flatMap({ try? JournalSnapshot.decode($0) }), covered < expected {
+                report.snapshotProblem = "covers sequence \(covered), older than the \(expected) expected"
+            }
+        }
+        if let bytes = snapshotBytes {
             do {
                 let (s, seq) = try JournalSnapshot.decode(bytes)
                 state = s
@@ -91,6 +143,13 @@ struct JournalReplayer {
         }
         var segments = try fs.list().compactMap { name in JournalFormat.firstSequence(ofSegment: name).map { (name, $0) } }
             .sorted { $0.1 < $1.1 }.map(\.0)
+        if let manifest {
+            let present = Set(segments)
+            report.missingFiles += manifest.segments.filter { !present.contains($0) }
+        } else if report.manifestProblem == nil && (snapshotBytes != nil || !segments.isEmpty) {
+            report.manifestAbsent = true
+        }
+        let listed = Set(manifest?.segments ?? [])
         var appendOffset: UInt64?
         var index = 0
         while index < segments.count {
@@ -113,6 +172,9 @@ struct JournalReplayer {
                 try fs.truncate(h, to: end)
                 try fs.sync(h)
             case .unusable:
+                // Listed in the manifest: its header had been durable, so
+                // this is not a segment whose creation a crash cut short.
+                if listed.contains(name) { report.emptiedSegments.append(name) }
                 if readOnly { segments.remove(at: index); continue }
                 // A last segment whose header never became durable: it was
                 // being created when the process died; nothing was in it.
@@ -122,6 +184,14 @@ struct JournalReplayer {
                 continue
             }
             index += 1
+        }
+        // Records the manifest says were acknowledged and that are not here
+        // (a segment deleted or cut short). A torn tail beyond them is the
+        // normal end of a crash and stays silent.
+        if let expected = manifest?.durableSequence, expected > last { report.tailRecordsLost = expected - last }
+        if let manifest {
+            report.knownMissingSequences = min(manifest.knownGaps, report.missingSequences)
+            report.knownDamaged = report.damaged.filter { manifest.knownRanges.contains("\($0.segment)@\($0.offset)") }
         }
         // Whatever is still open belonged to a run that is gone.
         if runIsOver { state.endRun() }
@@ -147,7 +217,9 @@ struct JournalReplayer {
             switch JournalFormat.parseFrame(UnsafeRawBufferPointer(rebasing: b[pos...])) {
             case .record(let record, let seq, let size):
                 if seq > last {
-                    if last > 0 && seq != last + 1 { report.missingSequences += seq - last - 1 }
+                    // From 0 too: a first segment that does not start at 1
+                    // (or right after the snapshot) means one was lost.
+                    if seq != last + 1 { report.missingSequences += seq - last - 1 }
                     state.apply(record)
                     last = seq
                     report.recordsReplayed += 1
@@ -193,5 +265,12 @@ public enum JournalInspector {
     public static func read(_ fs: any StateFileSystem, runIsOver: Bool, logger: Logger = Logger(label: "vigil.journal")) throws(SystemCallError) -> (state: JournalState, report: JournalReplayReport) {
         let r = try JournalReplayer(fs: fs, logger: logger, readOnly: true, runIsOver: runIsOver).replay()
         return (r.state, r.report)
+    }
+
+    /// What the running daemon's journal found missing or damaged when it
+    /// opened (kept in its manifest); nil without a readable manifest.
+    public static func foundAtLastOpen(_ fs: any StateFileSystem) throws(SystemCallError) -> JournalCheck? {
+        guard let bytes = try fs.read(JournalManifest.fileName) else { return nil }
+        return (try? JournalManifest.decode(bytes))?.foundAtOpen
     }
 }

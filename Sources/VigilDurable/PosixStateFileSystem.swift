@@ -1,6 +1,9 @@
 // The real state directory: every call is relative to the directory's
 // descriptor (openat/renameat/unlinkat), with O_NOFOLLOW|O_CLOEXEC, so a
 // path swapped for a symlink behind our back is refused, not followed.
+// Every file is opened with O_NONBLOCK and checked with fstat to be a
+// regular file: a FIFO or device put in place of a state file is refused
+// at once instead of blocking the daemon (or vigilctl) in open or read.
 import Glibc
 import SystemPackage
 import VigilReactor
@@ -31,6 +34,74 @@ public final class PosixStateFileSystem: StateFileSystem {
 
     deinit { Glibc.close(directoryFD) }
 
+    /// Refuses a directory that another user could write into (or swap
+    /// files in): owned by another uid, or writable by group or others.
+    /// Whoever can write there can forge the record or delete the journal.
+    public func checkPrivate() throws(SystemCallError) {
+        var st = stat()
+        if fstat(directoryFD, &st) != 0 { throw SystemCallError("fstat(\(path))", Errno(rawValue: Glibc.errno)) }
+        let uid = geteuid()
+        if st.st_uid != uid {
+            throw SystemCallError("\(path) is owned by uid \(st.st_uid), not by this process's uid \(uid): refusing a state directory another user controls", .permissionDenied)
+        }
+        let mode = st.st_mode & 0o7777
+        if mode & (S_IWGRP | S_IWOTH) != 0 {
+            throw SystemCallError("\(path) has mode \(String(mode, radix: 8)): others can write into it (chmod go-w, or use a directory of mode 0700)", .permissionDenied)
+        }
+    }
+
+    /// The type of `name` if it exists and is not a regular file ("FIFO",
+    /// "directory", …), nil for a regular file or no file at all.
+    public func nonRegularType(_ name: String) -> String? {
+        var st = stat()
+        guard fstatat(directoryFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
+        return Self.typeName(st.st_mode)
+    }
+
+    static func typeName(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: nil
+        case S_IFIFO: "a FIFO"
+        case S_IFDIR: "a directory"
+        case S_IFLNK: "a symlink"
+        case S_IFSOCK: "a socket"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        default: "not a regular file"
+        }
+    }
+
+    /// openat with O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC, then fstat: anything but
+    /// a regular file is refused (EINVAL, naming what it is). O_NONBLOCK is
+    /// cleared again on the regular file (io_uring must not see it).
+    func openRegular(_ name: String, _ flags: Int32, _ mode: mode_t = 0o600) throws(SystemCallError) -> Int32? {
+        let fd = openat(directoryFD, name, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, mode)
+        if fd < 0 {
+            let e = Errno(rawValue: Glibc.errno)
+            if e == .noSuchFileOrDirectory && flags & O_CREAT == 0 { return nil }
+            // A FIFO without a reader (ENXIO for O_WRONLY) or a symlink (ELOOP).
+            if let kind = nonRegularType(name) { throw Self.notRegular(name, kind) }
+            throw SystemCallError("open(\(name))", e)
+        }
+        var st = stat()
+        if fstat(fd, &st) != 0 {
+            let e = Errno(rawValue: Glibc.errno)
+            Glibc.close(fd)
+            throw SystemCallError("fstat(\(name))", e)
+        }
+        if let kind = Self.typeName(st.st_mode) {
+            Glibc.close(fd)
+            throw Self.notRegular(name, kind)
+        }
+        let fl = fcntl(fd, F_GETFL)
+        if fl >= 0 { _ = fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) }
+        return fd
+    }
+
+    static func notRegular(_ name: String, _ kind: String) -> SystemCallError {
+        SystemCallError("refusing \(name): it is \(kind), not a regular file", .invalidArgument)
+    }
+
     /// Checks that files can be created here (EACCES, EROFS, ENOSPC surface now, not at SIGTERM).
     public func checkWritable() throws(SystemCallError) {
         if faccessat(directoryFD, ".", W_OK | X_OK, AT_EACCESS) != 0 {
@@ -39,12 +110,7 @@ public final class PosixStateFileSystem: StateFileSystem {
     }
 
     public func read(_ name: String) throws(SystemCallError) -> [UInt8]? {
-        let fd = openat(directoryFD, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 {
-            let e = Errno(rawValue: Glibc.errno)
-            if e == .noSuchFileOrDirectory { return nil }
-            throw SystemCallError("open(\(name))", e)
-        }
+        guard let fd = try openRegular(name, O_RDONLY) else { return nil }
         defer { Glibc.close(fd) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -61,8 +127,13 @@ public final class PosixStateFileSystem: StateFileSystem {
     }
 
     public func create(_ name: String) throws(SystemCallError) -> StateFileHandle {
-        let fd = openat(directoryFD, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        if fd < 0 { throw SystemCallError("open(\(name))", Errno(rawValue: Glibc.errno)) }
+        // O_TRUNC only once the file is known to be regular.
+        let fd = try openRegular(name, O_WRONLY | O_CREAT)!
+        if ftruncate(fd, 0) != 0 {
+            let e = Errno(rawValue: Glibc.errno)
+            Glibc.close(fd)
+            throw SystemCallError("ftruncate(\(name))", e)
+        }
         return fd
     }
 
@@ -131,8 +202,9 @@ public final class PosixStateFileSystem: StateFileSystem {
     }
 
     public func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle {
-        let fd = openat(directoryFD, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 { throw SystemCallError("open(\(name))", Errno(rawValue: Glibc.errno)) }
+        guard let fd = try openRegular(name, O_WRONLY) else {
+            throw SystemCallError("open(\(name))", .noSuchFileOrDirectory)
+        }
         return fd
     }
 

@@ -1,7 +1,14 @@
-// One instance per state directory: an exclusive flock on `vigild.lock`,
-// held for the life of the process (the kernel drops it when the process
-// dies, however it dies). The holder's pid is written into the file so a
-// second instance can say who holds it.
+// One instance per state directory: an exclusive flock on the state
+// directory itself (its own descriptor), held for the life of the process
+// (the kernel drops it when the process dies, however it dies). A lock on a
+// file inside the directory could be lost by unlinking that file: a second
+// instance would create a new one and lock it while the first still serves.
+// The directory cannot be unlinked while it holds our files, and renaming it
+// away leaves the lock on the directory that holds the state.
+// The holder's pid is written into `vigild.lock` so a second instance (and
+// vigilctl) can say who holds the lock. That file is flocked too, but only
+// so that an older vigild (which locked just the file) and this one see
+// each other during an upgrade; safety rests on the directory's lock.
 import Glibc
 import SystemPackage
 import VigilReactor
@@ -22,16 +29,33 @@ public final class StateDirectoryLock {
         }
     }
 
+    /// A descriptor of the directory of our own (its own open file
+    /// description: flock locks belong to that, not to the inode's other fds).
     private let fd: Int32
+    /// `vigild.lock`, also flocked: an older vigild, which locks only that
+    /// file, sees this instance too (and this one sees it).
+    private let fileFD: Int32
 
-    private init(fd: Int32) { self.fd = fd }
+    private init(fd: Int32, fileFD: Int32) {
+        self.fd = fd
+        self.fileFD = fileFD
+    }
 
-    deinit { Glibc.close(fd) }
+    deinit {
+        Glibc.close(fd)
+        if fileFD >= 0 { Glibc.close(fileFD) }
+    }
+
+    private static func openDirectory(_ dir: PosixStateFileSystem) throws(SystemCallError) -> Int32 {
+        let fd = openat(dir.directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw SystemCallError("open(\(dir.path))", Errno(rawValue: Glibc.errno)) }
+        return fd
+    }
 
     /// Takes the lock or reports who holds it.
     public static func acquire(in dir: PosixStateFileSystem) throws(Failure) -> StateDirectoryLock {
-        let fd = openat(dir.directoryFD, fileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .system(SystemCallError("open(\(fileName))", Errno(rawValue: Glibc.errno))) }
+        let fd: Int32
+        do { fd = try openDirectory(dir) } catch { throw .system(error) }
         // vigilctl probes with a shared lock held for microseconds: a few
         // short retries keep that probe from failing a start as "held".
         var retries = 20
@@ -45,24 +69,50 @@ public final class StateDirectoryLock {
             }
             Glibc.close(fd)
             if e == .wouldBlock { throw .held(byPID: holderPID(dir)) }
-            throw .system(SystemCallError("flock(\(fileName))", e))
+            throw .system(SystemCallError("flock(\(dir.path))", e))
         }
-        // Who holds it, for the next one to report (not needed for safety).
-        let text = Array("\(getpid())\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        return StateDirectoryLock(fd: fd)
+        // Who holds it, for the next one to report: best effort, not needed
+        // for safety (a full disk must fail later, at the record, clearly).
+        // Opened like every state file: a FIFO here cannot block the start.
+        var fileFD: Int32 = -1
+        if let pidFile = try? dir.openRegular(fileName, O_RDWR | O_CREAT) {
+            var fileRetries = 20  // vigilctl's probe, as above
+            while flock(pidFile, LOCK_EX | LOCK_NB) != 0 {
+                let e = Errno(rawValue: Glibc.errno)
+                if e == .interrupted { continue }
+                if e != .wouldBlock { break }  // best effort: the directory lock is what counts
+                if fileRetries > 0 {
+                    fileRetries -= 1
+                    usleep(5_000)
+                    continue
+                }
+                // Only an older vigild locks just the file.
+                Glibc.close(pidFile)
+                Glibc.close(fd)
+                throw .held(byPID: holderPID(dir))
+            }
+            let text = Array("\(getpid())\n".utf8)
+            _ = ftruncate(pidFile, 0)
+            _ = text.withUnsafeBytes { pwrite(pidFile, $0.baseAddress, $0.count, 0) }
+            fileFD = pidFile
+        }
+        return StateDirectoryLock(fd: fd, fileFD: fileFD)
     }
 
-    /// The pid of a live holder, or nil when nobody holds the lock. Opens the
-    /// file read-only and takes no lasting lock: it changes nothing.
+    /// The pid of a live holder, or nil when nobody holds the lock. Takes no
+    /// lasting lock and creates nothing: it changes nothing.
     public static func holder(in dir: PosixStateFileSystem) -> Int32?? {
-        let fd = openat(dir.directoryFD, fileName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 { return .none }
+        guard let fd = try? openDirectory(dir) else { return .none }
         defer { Glibc.close(fd) }
         if flock(fd, LOCK_SH | LOCK_NB) == 0 {
             flock(fd, LOCK_UN)
-            return .none
+            // An older vigild locks only the file.
+            guard let file = try? dir.openRegular(fileName, O_RDONLY) else { return .none }
+            defer { Glibc.close(file) }
+            if flock(file, LOCK_SH | LOCK_NB) == 0 {
+                flock(file, LOCK_UN)
+                return .none
+            }
         }
         return .some(holderPID(dir))
     }

@@ -104,7 +104,39 @@ public final class TurnJournal {
             replay.report.createdSegment = name
         }
         report = replay.report
+        snapshotSequence = replay.report.snapshotProblem == nil ? replay.report.snapshotSequence : nil
+        // The new baseline: what replay found (its damage reported above, and
+        // kept in the manifest for vigilctl while this run lives).
+        try writeManifest(foundAtOpen: report.check)
         reactor.onIteration { [unowned self] in self.submitBatch() }
+    }
+
+    /// The sequence the current snapshot covers (nil: no snapshot).
+    private var snapshotSequence: UInt64?
+    private var foundAtOpen = JournalCheck()
+    /// Sequence gaps still in the segments (0 once compaction removed them).
+    private lazy var knownGaps: UInt64 = report.missingSequences
+
+    /// Records, durably, what the directory must hold from now on. Always
+    /// written after the files it lists are durable, and before any file
+    /// it no longer lists is removed: a crash in between leaves an extra
+    /// file (harmless), never a listed one missing.
+    private func writeManifest(foundAtOpen: JournalCheck? = nil) throws(SystemCallError) {
+        if let foundAtOpen { self.foundAtOpen = foundAtOpen }
+        var segments = closedSegments
+        if segmentHandle >= 0 { segments.append(segmentName) }
+        var m = JournalManifest(snapshotSequence: snapshotSequence, durableSequence: durableSequence,
+                                segments: segments, foundAtOpen: self.foundAtOpen)
+        // Damage reported at open stays in the files it is in until
+        // compaction removes them: known, so not reported as new loss again.
+        m.knownGaps = knownGaps
+        m.knownRanges = report.damaged.filter { segments.contains($0.segment) }.map { "\($0.segment)@\($0.offset)" }
+        try AtomicFile.replace(JournalManifest.fileName, with: m.encode(), in: io.fs)
+    }
+
+    /// Whether `name` is one of the journal's files in its directory.
+    public static func isJournalFile(_ name: String) -> Bool {
+        name == JournalSnapshot.fileName || name == JournalManifest.fileName || JournalFormat.firstSequence(ofSegment: name) != nil
     }
 
     static func createSegment(_ name: String, firstSequence: UInt64, fs: any StateFileSystem) throws(SystemCallError) -> StateFileHandle {
@@ -257,6 +289,9 @@ public final class TurnJournal {
         segmentHandle = h
         appendOffset = UInt64(JournalFormat.segmentHeaderSize)
         logger.debug("journal: new segment \(name)")
+        // Not listing the new segment is safe (an unlisted segment is still
+        // read); only the check for its loss is weaker until the next write.
+        do { try writeManifest() } catch { logger.error("journal manifest not updated after rollover: \(error)") }
     }
 
     private func compactIfNeeded() {
@@ -270,11 +305,26 @@ public final class TurnJournal {
     /// A crash in between leaves segments whose records replay skips.
     private func compact(includingCurrent: Bool) throws(SystemCallError) {
         try AtomicFile.replace(JournalSnapshot.fileName, with: JournalSnapshot.encode(state, coveredSequence: durableSequence), in: io.fs)
-        var removed = closedSegments
+        let previousSnapshot = snapshotSequence, previousGaps = knownGaps
+        snapshotSequence = durableSequence
+        // Replay skips every record up to the snapshot: no old gap is seen again.
+        knownGaps = 0
+        // The manifest stops listing the covered segments before they go.
+        let keptClosed = closedSegments
         closedSegments = []
+        let handle = segmentHandle
+        if includingCurrent { segmentHandle = -1 }
+        do { try writeManifest() } catch {
+            // Nothing removed: the old manifest still matches the files.
+            snapshotSequence = previousSnapshot
+            knownGaps = previousGaps
+            closedSegments = keptClosed
+            segmentHandle = handle
+            throw error
+        }
+        var removed = keptClosed
         if includingCurrent {
-            try? io.fs.close(segmentHandle)
-            segmentHandle = -1
+            try? io.fs.close(handle)
             removed.append(segmentName)
         }
         for name in removed { try io.fs.remove(name) }
@@ -299,18 +349,82 @@ public final class TurnJournal {
         if !queue.isEmpty || batchInFlight { await flush() }
     }
 
+    /// For a stop whose budget ran out: takes no more appends, refuses what
+    /// is queued (those records were never submitted: they complete with
+    /// `.closed` now, and will never be on disk), and waits — until
+    /// `deadlineNs` at most — for the batch already in flight, whose records
+    /// may be durable whatever the caller does: its completions run as usual,
+    /// so the caller can deliver what they acknowledge. Returns true when no
+    /// batch is left in flight (the journal is then closed), false when one
+    /// still is at the deadline: its outcome is unknown.
+    public func closeCuttingShort(waitingUntil deadlineNs: UInt64) async -> Bool {
+        reactor.assertOnLoopPublic()
+        isClosed = true
+        let refused = queue
+        queue.removeAll()
+        for item in refused { item.completion(.failure(.closed)) }
+        if batchInFlight {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                var resumed = false
+                var timer: TimerHandle?
+                let once = { [reactor] in
+                    if resumed { return }
+                    resumed = true
+                    if let t = timer { reactor.cancelTimer(t) }
+                    c.resume()
+                }
+                idleWaiters.append(once)
+                timer = reactor.schedule(atNanoseconds: deadlineNs, once)
+            }
+        }
+        if batchInFlight { return false }
+        // Exact now: every record up to durableSequence was acknowledged.
+        if failure == nil {
+            do { try writeManifest() } catch { logger.error("journal manifest not updated at close: \(error)") }
+        }
+        if segmentHandle >= 0 { try? io.fs.close(segmentHandle) }
+        segmentHandle = -1
+        return true
+    }
+
+    /// How `close` ended, for the caller's log line.
+    public enum CloseOutcome: Equatable, Sendable {
+        /// Flushed, snapshotted, every segment removed.
+        case compacted
+        /// Flushed; not asked to compact.
+        case flushed
+        /// Flushed, but the snapshot or the removal failed: segments kept
+        /// (nothing lost; the next start replays them).
+        case compactionFailed(SystemCallError)
+        /// Appends were disabled by an I/O failure: not compacted.
+        case notCompactedAfterFailure(JournalError)
+    }
+
     /// Flushes, then closes. With `compact`, the state is snapshotted and all
     /// segments removed, so the next start reads one small file.
-    public func close(compact: Bool) async {
+    @discardableResult
+    public func close(compact: Bool) async -> CloseOutcome {
         await flush()
         isClosed = true
-        if compact && failure == nil {
-            do { try self.compact(includingCurrent: true) } catch {
+        var outcome = CloseOutcome.flushed
+        if let failure {
+            outcome = .notCompactedAfterFailure(failure)
+        } else if !compact {
+            // Exact now: every record up to durableSequence was acknowledged.
+            do { try writeManifest() } catch { logger.error("journal manifest not updated at close: \(error)") }
+        } else {
+            do {
+                try self.compact(includingCurrent: true)
+                outcome = .compacted
+            } catch {
                 logger.error("journal compaction at close failed (segments kept): \(error)")
+                outcome = .compactionFailed(error)
+                try? writeManifest()
             }
         }
         if segmentHandle >= 0 { try? io.fs.close(segmentHandle) }
         segmentHandle = -1
+        return outcome
     }
 }
 

@@ -57,13 +57,39 @@ extension SessionGateway {
         }
         if Task.isCancelled { return }
         sayGoodbye()
-        await journal.close(compact: true)
-        logger.notice("drain: every turn answered; journal flushed and compacted")
+        switch await journal.close(compact: true) {
+        case .compacted, .flushed:
+            logger.notice("drain: every turn answered; journal flushed and compacted")
+        case .compactionFailed(let e):
+            logger.error("drain: every turn answered; journal flushed, but NOT compacted (\(e)): its segments are kept and replayed at the next start")
+        case .notCompactedAfterFailure(let e):
+            logger.error("drain: every turn answered; journal closed without compaction after an earlier I/O failure (\(e))")
+        }
     }
 
-    /// The budget is spent: stop every agent now. Their turns stay open in
-    /// the journal (interrupted at the next start); no reply goes out.
+    /// The budget is spent: decide every turn one way or the other before
+    /// the stop sequence counts what it abandoned. From now on no agent
+    /// starts and no completion is journaled; completions queued but not yet
+    /// submitted are refused (never on disk: those turns stay open); the
+    /// journal batch already in flight is waited for, until `deadlineNs` —
+    /// its completions may be durable whatever we do, so their replies are
+    /// delivered, before `goodbye`. Then every agent is killed. What is left
+    /// in `turnsInFlight` is exactly what the next start reports interrupted.
+    /// Returns false if the batch in flight was still undecided at the deadline.
+    public func cutShort(deadlineNs: UInt64) async -> Bool {
+        isCutShort = true
+        let settled = await journal.closeCuttingShort(waitingUntil: deadlineNs)
+        if !settled {
+            logger.error("drain cut short: a journal batch is still in flight after the budget; \(turnsInFlight) turn(s) may come back completed without their replies delivered")
+        }
+        abandon()
+        return settled
+    }
+
+    /// Stops every agent now. Their turns stay open in the journal
+    /// (interrupted at the next start); no reply goes out.
     public func abandon() {
+        isCutShort = true
         for t in turns.values {
             t.running?.kill()
             t.running = nil
@@ -78,6 +104,8 @@ extension SessionGateway {
     }
 
     func sayGoodbye() {
+        if saidGoodbye { return }
+        saidGoodbye = true
         var o: [UInt8] = []
         JSONWriter.append("{\"op\":\"goodbye\",\"reason\":\"shutdown\"}\n", to: &o)
         for c in clients.values {

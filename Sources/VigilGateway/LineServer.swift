@@ -90,6 +90,14 @@ public final class LineServer {
     public var maxUnsentBytes = 8 << 20
     /// Clients disconnected for not reading.
     public private(set) var slowClientsDropped = 0
+    /// How long a listener rests after accept failed for want of resources.
+    public var acceptBackoff: Duration = .milliseconds(100)
+    /// At most one log line per this interval about failing accepts.
+    public var acceptLogInterval: Duration = .seconds(5)
+    /// accept(2) failures for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    public private(set) var acceptFailures = 0
+    private var failuresSinceLog = 0
+    private var lastAcceptLogNs: UInt64 = 0
 
     public init(reactor: Reactor, handler: any LineHandler, maxLineBytes: Int = 64 * 1024, logger: Logger) {
         self.reactor = reactor
@@ -158,9 +166,7 @@ public final class LineServer {
                 guard let accepted = try StreamSocket.accept(listener) else { return }
                 fd = accepted
             } catch {
-                // EMFILE/ENFILE/ENOBUFS: the kernel keeps the connection queued;
-                // log and try again on the next readiness.
-                logger.error("accept failed: \(error)")
+                acceptFailed(listener, error)
                 return
             }
             StreamSocket.setNoDelay(fd)
@@ -177,6 +183,31 @@ public final class LineServer {
             }
             connections[fd] = conn
             handler.connectionOpened(conn)
+        }
+    }
+
+    /// EMFILE/ENFILE/ENOBUFS/ENOMEM: the kernel keeps the connection queued
+    /// and the listener stays readable, so retrying on the next readiness
+    /// would spin the loop — and the log — as fast as it goes. The listener
+    /// is paused for `acceptBackoff` (established clients are served
+    /// meanwhile, and may free descriptors), and the failure is logged once
+    /// per `acceptLogInterval`, with how often it happened.
+    private func acceptFailed(_ listener: Int32, _ error: SystemCallError) {
+        acceptFailures += 1
+        failuresSinceLog += 1
+        let now = monotonicNanoseconds()
+        if lastAcceptLogNs == 0 || now - lastAcceptLogNs >= acceptLogInterval.nanosecondsValue {
+            logger.error("accept failed: \(error) (\(failuresSinceLog) time(s) since the last report); new connections paused for \(acceptBackoff.milliseconds) ms at a time")
+            lastAcceptLogNs = now
+            failuresSinceLog = 0
+        }
+        guard let token = listeners.first(where: { $0.fd == listener })?.token else { return }
+        try? reactor.reregister(token, interest: [])
+        _ = reactor.schedule(after: acceptBackoff) { [weak self] in
+            // The listener may have been closed meanwhile (the drain): then
+            // the token is gone and its fd number may be someone else's.
+            guard let self, self.listeners.contains(where: { $0.token == token }) else { return }
+            try? self.reactor.reregister(token, interest: .readable)
         }
     }
 

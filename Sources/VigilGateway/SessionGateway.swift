@@ -70,6 +70,12 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     var idleSweep: TimerHandle?
 
     public internal(set) var isDraining = false
+    /// The journal's replay found acknowledged data missing at this start.
+    public let journalDamaged: Bool
+    /// The drain's budget is spent (`cutShort`): no agent starts and no
+    /// completion is journaled any more; open turns stay open (interrupted).
+    public internal(set) var isCutShort = false
+    var saidGoodbye = false
     /// Called when the last turn in flight is done (the drain waits on it).
     var onIdle: [() -> Void] = []
     var cancelWaiters: [() -> Void] = []
@@ -94,6 +100,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     public init(reactor: Reactor, journal: TurnJournal, agent: any Agent, logger: Logger, options: Options = Options()) {
         self.reactor = reactor
         self.journal = journal
+        journalDamaged = journal.report.check.isDamaged
         self.agent = agent
         self.logger = logger
         self.options = options
@@ -244,6 +251,10 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         appendStringArray(record?.interruptedTurns ?? [], to: &o)
         JSONWriter.append(",\"in_flight\":", to: &o)
         appendStringArray(record?.openTurns ?? [], to: &o)
+        // Acknowledged records were lost (docs/journal.md, "Manifest"): this
+        // session's history may be incomplete — or it may have existed
+        // although it now reads `new`. Said on every `opened` of this run.
+        if journalDamaged { JSONWriter.append(",\"journal_damaged\":true", to: &o) }
         JSONWriter.append("}\n", to: &o)
         return o
     }
@@ -326,6 +337,8 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     // MARK: agent and completion
 
     func startAgent(_ turn: LiveTurn) {
+        // Accepted in the batch the cut-short waited for: it stays open.
+        if isCutShort { return }
         turn.phase = .running
         let work = TurnWork(session: turn.key.session, id: turn.key.id, text: turn.text, workMs: turn.workMs)
         turn.running = agent.start(work) { [weak self, weak turn] result in
@@ -342,6 +355,9 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
 
     func recordCompletion(_ turn: LiveTurn) {
         guard let outcome = turn.outcome else { return }
+        // After the cut-short nothing new may become durable: the turn stays
+        // open, counted as abandoned and interrupted at the next start.
+        if isCutShort { return }
         turn.phase = .completing
         let reply: String
         switch outcome {
@@ -365,7 +381,11 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
                 // interrupted at the next start, and it stays in `turns`
                 // here so this run's stop cannot be recorded as clean (nor
                 // the same id accepted twice). The client hears why.
-                self.logger.error("turn \(turn.key.session)/\(turn.key.id): completion not recorded (\(e)); it will be reported interrupted")
+                if e == .closed && self.isCutShort {
+                    self.logger.notice("turn \(turn.key.session)/\(turn.key.id): finished after the drain budget; left open, it will be reported interrupted")
+                } else {
+                    self.logger.error("turn \(turn.key.session)/\(turn.key.id): completion not recorded (\(e)); it will be reported interrupted")
+                }
                 turn.phase = .unrecorded
                 if let owner = self.owners[turn.key.session], let client = self.clients[owner] {
                     var o: [UInt8] = []
@@ -476,6 +496,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         appendNumber("interrupted_sessions", journal.state.interruptedSessionCount, &o)
         appendNumber("turns_in_flight", turns.count, &o)
         JSONWriter.append(isDraining ? ",\"draining\":true" : ",\"draining\":false", to: &o)
+        JSONWriter.append(journalDamaged ? ",\"journal_damaged\":true" : ",\"journal_damaged\":false", to: &o)
         JSONWriter.append(",\"agent\":", to: &o)
         JSONWriter.appendString(agent.name, to: &o)
         for (k, v) in statusFields {

@@ -50,6 +50,16 @@ public final class StopSequence: @unchecked Sendable {
     public var drain: (DrainContext) async -> Void = { _ in }
     /// Run right after the `stopping` record is durable (e.g. STOPPING=1).
     public var onStopping: [(SignalInfo) -> Void] = []
+    /// Run when the drain is cut short (budget, second signal, SIGQUIT),
+    /// before `abandoned` is counted and the `stopped` record written: the
+    /// application must settle work whose outcome is still being decided
+    /// (e.g. a journal write in flight that may yet make a turn complete), so
+    /// that what it then reports in flight is exactly what was abandoned. It
+    /// must return by `deadlineNs` (the stop timeout minus room for the
+    /// record); false means it could not settle: the outcome of the work in
+    /// flight is unknown, so no `stopped` record claims it — the `stopping`
+    /// record stays (the next start says killed-during-drain) and the exit is 1.
+    public var settle: ((_ deadlineNs: UInt64) async -> Bool)?
     /// Run after the `stopped` record, before the loop stops.
     public var onStopped: [(ShutdownRecord.Outcome, Int) -> Void] = []
 
@@ -62,6 +72,8 @@ public final class StopSequence: @unchecked Sendable {
     private var budgetTimer: TimerHandle?
     private var drainTask: Task<Void, Never>?
     private var recordFailure = false
+    /// The stop is decided (cut short or complete); settle may still run.
+    private var settling = false
     /// False once a record of this stop could not be made durable (the
     /// hooks run all the same: the process is stopping either way).
     public var recordsDurable: Bool { !recordFailure }
@@ -105,11 +117,12 @@ public final class StopSequence: @unchecked Sendable {
         drainStartNs = monotonicNanoseconds()
         if let failure {
             recordFailure = true
-            logger.error("the stopping record is NOT durable (\(failure)); the next start will see an older state")
+            logger.error("the stopping record is NOT durable (\(failure)); the next start will report \(nextStartVerdict)")
         }
         // Step 2.
         for hook in onStopping { hook(info) }
-        logger.notice("\(info.name) from pid \(info.senderPID) (uid \(info.senderUID)): stopping record durable; draining \(inFlightNow) in flight, budget \(budget.drainBudget.milliseconds) ms of \(budget.stopTimeout.milliseconds) ms (\(budget.source))")
+        let recordState = failure == nil ? "stopping record durable" : "stopping record NOT durable"
+        logger.notice("\(info.name) from pid \(info.senderPID) (uid \(info.senderUID)): \(recordState); draining \(inFlightNow) in flight, budget \(budget.drainBudget.milliseconds) ms of \(budget.stopTimeout.milliseconds) ms (\(budget.source))")
         if info.signal == SIGQUIT {
             finish(cutShort: inFlightNow > 0, reason: "SIGQUIT: no drain")
             return
@@ -122,22 +135,53 @@ public final class StopSequence: @unchecked Sendable {
         }
         drainTask = reactor.spawn { [unowned self] in
             await self.drain(ctx)
-            if self.phase == .draining { self.finish(cutShort: false, reason: "drain complete") }
+            self.finish(cutShort: false, reason: "drain complete")
         }
     }
 
     private func finish(cutShort: Bool, reason: String) {
-        guard phase == .draining else { return }
-        phase = .stopped
+        guard phase == .draining, !settling else { return }
+        settling = true
         context?.isCutShort = cutShort
         if let t = budgetTimer { reactor.cancelTimer(t) }
         if cutShort { drainTask?.cancel() }
+        guard cutShort, let settle else { return record(cutShort: cutShort, reason: reason) }
+        // Settle before counting: the loop keeps running (journal
+        // completions, replies) until settle returns. Half the safety margin
+        // is left for the record and the exit.
+        let now = monotonicNanoseconds()
+        let end = drainStartNs + budget.stopTimeout.nanosecondsValue - budget.safetyMargin.nanosecondsValue / 2
+        let deadline = max(end, now + budget.safetyMargin.nanosecondsValue / 2)
+        _ = reactor.spawn { [unowned self] in
+            if await settle(deadline) {
+                self.record(cutShort: true, reason: reason)
+            } else {
+                self.phase = .stopped
+                self.recordFailure = true
+                self.exitCode = 1
+                self.logger.error("stopped: cut short (\(reason)); work in flight could not be settled in time, so no stopped record claims it: the next start will report \(self.nextStartVerdict)")
+                for hook in self.onStopped { hook(.cutShort, self.inFlight()) }
+                self.reactor.stop()
+            }
+        }
+    }
+
+    /// What the next start will conclude when no `stopped` record lands:
+    /// the last durable record decides (`stopping`, or else `running`).
+    /// Read back, not guessed: a failed write may still have renamed its file
+    /// into place (the fsync failed after), or may have left the older one.
+    private var nextStartVerdict: String {
+        PreviousRun.classify(store.read(), currentBootID: "").classification.rawValue
+    }
+
+    private func record(cutShort: Bool, reason: String) {
+        phase = .stopped
         let abandoned = cutShort ? inFlight() : 0
         let outcome: ShutdownRecord.Outcome = cutShort ? .cutShort : .clean
         let drainMs = (monotonicNanoseconds() - drainStartNs) / 1_000_000
         do { try store.markStopped(outcome: outcome, abandoned: abandoned, drainMs: drainMs) } catch {
             recordFailure = true
-            logger.error("the stopped record is NOT durable (\(error)); the next start will report killed-during-drain")
+            logger.error("the stopped record is NOT durable (\(error)); the next start will report \(nextStartVerdict)")
         }
         exitCode = recordFailure ? 1 : 0
         logger.notice("stopped: \(outcome.rawValue) (\(reason)), \(abandoned) abandoned, drain took \(drainMs) ms")

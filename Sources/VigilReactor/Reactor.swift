@@ -203,6 +203,11 @@ public final class Reactor: @unchecked Sendable {
         }
     }
 
+    /// Whether `signal` has a handler (``onSignal(_:handler:)``).
+    public func handlesSignal(_ signal: Int32) -> Bool {
+        signalHandlers[signal] != nil
+    }
+
     /// Whether a handled signal is pending (blocked, not yet read). One
     /// rt_sigpending(2) — cheap next to a callback that does I/O.
     @inline(__always)
@@ -375,6 +380,11 @@ public final class Reactor: @unchecked Sendable {
     /// One iteration of the loop (public for embedding and tests).
     public func runOnce(timeoutMs: Int32 = -1) throws(SystemCallError) {
         adoptCallingThread()
+        // A stop signal's handler writes the shutdown record with plain
+        // syscalls: it must not wait behind the journal's queued disk work
+        // (the syscall backend runs pwrite+fdatasync inside flush(); on
+        // ext4 the record's fsync would also commit that data first).
+        if signalFD >= 0 && disk.inFlight > 0 && handledSignalPending() { drainSignals() }
         disk.flush()
         // Queued jobs (including the syscall backend's completions, queued by
         // its flush) mean: poll without sleeping.

@@ -15,7 +15,9 @@ struct LastShutdown: ParsableCommand {
             --json prints one object: "classification" (first-start, clean, cut-short, \
             killed-during-drain, crash, corrupt), "previous_boot", the record's fields, \
             "daemon_running" / "daemon_pid", and "interrupted": [{"session":S,"turns":[ids]},…] \
-            (sessions whose turns were cut off and whose client has not carried on yet). \
+            (sessions whose turns were cut off and whose client has not carried on yet), \
+            and "journal": {"damaged","missing":[files],"records_lost","problems":[…]} (acknowledged \
+            journal data found missing: by the running daemon at its start, else by the next start). \
             Exit codes: 0 done, 64 usage, 66 state directory unreadable.
             """)
 
@@ -26,7 +28,20 @@ struct LastShutdown: ParsableCommand {
         let store = ShutdownRecordStore(fs: fs)
         let daemon = options.daemon(fs)
         // While the daemon runs, its own open turns are in flight, not interrupted.
-        let state = (try? JournalInspector.read(fs, runIsOver: !daemon.running))?.state ?? JournalState()
+        var state = JournalState()
+        var check = JournalCheck()
+        do {
+            let inspected = try JournalInspector.read(fs, runIsOver: !daemon.running)
+            state = inspected.state
+            // Running: what that daemon found at its start (its manifest);
+            // stopped: what the next start will find.
+            check = daemon.running ? (try JournalInspector.foundAtLastOpen(fs) ?? JournalCheck()) : inspected.report.check
+        } catch {
+            fputsStderr("vigilctl: cannot read the turn journal in \(options.stateDir): \(error)\n")
+            check.problems.append("cannot read the journal now: \(error)")
+        }
+        let journalJSON = jsonText(["damaged": check.isDamaged, "missing": check.missing,
+                                    "records_lost": check.recordsLost, "problems": check.problems] as [String: Any])
         let interrupted = state.interruptedSessions.map { ($0, state.sessions[$0]?.interruptedTurns ?? []) }
         let interruptedJSON = jsonText(interrupted.map { ["session": $0.0, "turns": $0.1] as [String: Any] })
 
@@ -35,25 +50,34 @@ struct LastShutdown: ParsableCommand {
             // is the report the daemon wrote at its start.
             let report = store.readReport() ?? "{\"classification\":\"first-start\",\"previous_boot\":false}"
             if options.json {
-                print(String(report.dropLast()) + ",\"daemon_running\":true,\"daemon_pid\":\(daemon.pid.map(String.init) ?? "null"),\"interrupted\":\(interruptedJSON)}")
+                print(String(report.dropLast()) + ",\"daemon_running\":true,\"daemon_pid\":\(daemon.pid.map(String.init) ?? "null"),\"interrupted\":\(interruptedJSON),\"journal\":\(journalJSON)}")
             } else {
                 print("vigild is running (pid \(daemon.pid.map(String.init) ?? "?")); at its start it found:")
                 print("  \(report)")
                 printInterrupted(interrupted)
+                printJournal(check, when: "at its start")
             }
             return
         }
         let previous = PreviousRun.classify(store.read(), currentBootID: currentBootID())
         if options.json {
-            print(String(previous.json().dropLast()) + ",\"daemon_running\":false,\"interrupted\":\(interruptedJSON)}")
+            print(String(previous.json().dropLast()) + ",\"daemon_running\":false,\"interrupted\":\(interruptedJSON),\"journal\":\(journalJSON)}")
         } else {
             print(previous.summary)
             if let r = previous.record {
                 print("  record: state \(r.state.rawValue), pid \(r.pid), boot \(r.bootID), version \(r.version)")
             }
             printInterrupted(interrupted)
+            printJournal(check, when: "for the next start")
             print("vigild is not running: the next start will report this.")
         }
+    }
+
+    private func printJournal(_ c: JournalCheck, when: String) {
+        guard c.isDamaged else { return print("  journal: complete") }
+        print("  JOURNAL DAMAGED \(when): \(c.recordsLost) acknowledged record(s) lost")
+        if !c.missing.isEmpty { print("    missing: \(c.missing.joined(separator: ", "))") }
+        for p in c.problems { print("    \(p)") }
     }
 
     private func printInterrupted(_ list: [(String, [String])]) {

@@ -12,7 +12,7 @@ struct StatusCommand: ParsableCommand {
         discussion: """
             Running: asks the daemon on its control socket ({"op":"status"}); --json prints its answer \
             with "running":true. Not running: reads the state directory; --json prints \
-            {"running":false,"sessions":N,"interrupted_sessions":N,"previous_run":CLASSIFICATION}. \
+            {"running":false,"sessions":N,"interrupted_sessions":N,"previous_run":CLASSIFICATION,"journal_damaged":BOOL}. \
             Exit codes: 0 running, 3 not running, 66 state directory unreadable, 69 running but the \
             control socket did not answer, 77 permission denied.
             """)
@@ -40,6 +40,9 @@ struct StatusCommand: ParsableCommand {
             print("  \((o["draining"] as? Bool) == true ? "DRAINING (stopping)" : "serving"); agent \(o["agent"] ?? "?"); disk I/O \(o["disk_io"] ?? "?")")
             print("  connections \(o["connections"] ?? 0), sessions \(o["sessions"] ?? 0) (\(o["interrupted_sessions"] ?? 0) interrupted), turns in flight \(o["turns_in_flight"] ?? 0)")
             print("  previous run: \(o["previous_run"] ?? "?")")
+            if (o["journal_damaged"] as? Bool) == true {
+                print("  JOURNAL DAMAGED: acknowledged data was missing at the start (vigilctl last-shutdown says what)")
+            }
             return
         }
         let journal: (state: JournalState, report: JournalReplayReport)
@@ -53,10 +56,14 @@ struct StatusCommand: ParsableCommand {
                 "running": false, "sessions": journal.state.sessions.count,
                 "interrupted_sessions": journal.state.interruptedSessionCount,
                 "previous_run": previous.classification.rawValue,
+                "journal_damaged": journal.report.check.isDamaged,
             ] as [String: Any]))
         } else {
             print("vigild is not running (state \(options.stateDir))")
             print("  \(journal.state.sessions.count) session(s), \(journal.state.interruptedSessionCount) interrupted; \(previous.summary)")
+            if journal.report.check.isDamaged {
+                print("  JOURNAL DAMAGED: the next start will report acknowledged data missing (vigilctl last-shutdown says what)")
+            }
         }
         throw ExitCode(VigilctlExit.notRunning)
     }

@@ -41,6 +41,9 @@ final class GatewayService: DaemonService {
         reactor = context.reactor
         debugWork = debugDrainMs == nil ? 0 : 1
         context.status("recovering: replaying the turn journal")
+        do { try Daemon.refuseNonRegularFiles(in: context.stateDirectory, named: TurnJournal.isJournalFile) } catch {
+            throw DaemonFailure(exitCode: VigildExit.stateDirUnusable, "state directory \(config.stateDirectory) is unusable: \(error)")
+        }
         journal = try Self.openJournal(context, stateDirectory: config.stateDirectory)
         let agent: any Agent
         switch config.agent {
@@ -131,6 +134,12 @@ final class GatewayService: DaemonService {
         await gateway.drain(deadlineNs: deadline.monotonicNanoseconds, terminateAhead: ahead)
     }
 
+    /// Every turn decided: replied to (its completion durable), or left open
+    /// and so interrupted at the next start.
+    func settle(_ deadline: DrainDeadline) async -> Bool {
+        await gateway.cutShort(deadlineNs: deadline.monotonicNanoseconds)
+    }
+
     func abandon() { gateway.abandon() }
 
     var readyStatus: String? {
@@ -153,7 +162,12 @@ final class GatewayService: DaemonService {
             throw DaemonFailure(exitCode: VigildExit.stateDirUnusable, "cannot open the turn journal in \(stateDirectory): \(error)")
         }
         let report = journal.report
-        if report.damaged.isEmpty && report.snapshotProblem == nil { logger.notice("\(report.summary)") } else { logger.error("\(report.summary)") }
+        let check = report.check
+        if !check.isDamaged && report.damaged.isEmpty { logger.notice("\(report.summary)") } else { logger.error("\(report.summary)") }
+        if check.isDamaged {
+            let missing = check.missing.isEmpty ? "" : "; missing: \(check.missing.joined(separator: ", "))"
+            logger.error("the turn journal lost acknowledged data: \(check.recordsLost) record(s)\(missing); sessions may come back incomplete or as new — every `opened` of this run says journal_damaged, and `vigilctl last-shutdown --json` shows the journal object")
+        }
         var started: Result<UInt64, JournalError>?
         journal.append(.runStarted(pid: getpid(), bootID: currentBootID())) { started = $0 }
         while started == nil {

@@ -130,6 +130,43 @@ final class StopSequenceTests: XCTestCase {
         XCTAssertEqual(r.state, .running, "the durable record is the last one that could be written")
     }
 
+    func testACutShortSettlesTheWorkInFlightBeforeCountingWhatWasAbandoned() throws {
+        var pending = 3
+        let s = sequence(timeout: .milliseconds(400), inFlight: { pending })
+        s.drain = { [unowned self] _ in try? await self.reactor.sleep(for: .seconds(30)) }
+        var settleDeadline: UInt64 = 0
+        s.settle = { [unowned self] deadline in
+            settleDeadline = deadline
+            // Work being decided when the budget ran out: two of the three
+            // turns complete (their replies are delivered) while it settles.
+            XCTAssertEqual(self.store.current?.state, .stopping, "nothing recorded before settling")
+            try? await self.reactor.sleep(for: .milliseconds(20))
+            pending = 1
+            return true
+        }
+        let start = monotonicNanoseconds()
+        s.handle(signal(SIGTERM))
+        s.handle(signal(SIGTERM))  // the second signal cuts short; a third is ignored while settling
+        s.handle(signal(SIGTERM))
+        try runToStop(s)
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.outcome, .cutShort)
+        XCTAssertEqual(r.abandoned, 1, "counted after settling")
+        XCTAssertEqual(s.exitCode, 0)
+        XCTAssertLessThanOrEqual(settleDeadline, start + 400_000_000, "settling ends within the stop timeout")
+    }
+
+    func testAnUnsettledCutShortLeavesTheStoppingRecordAndExitsNonZero() throws {
+        let s = sequence(timeout: .milliseconds(400), inFlight: { 2 })
+        s.drain = { [unowned self] _ in try? await self.reactor.sleep(for: .seconds(30)) }
+        s.settle = { _ in false }
+        s.handle(signal(SIGTERM))
+        try runToStop(s)
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.state, .stopping, "no stopped record claims work whose outcome is unknown")
+        XCTAssertEqual(s.exitCode, 1)
+    }
+
     func testBudgetRules() throws {
         XCTAssertEqual(StopBudget(stopTimeout: .seconds(10), source: .configured("--stop-timeout")).drainBudget, .seconds(9))
         XCTAssertEqual(StopBudget(stopTimeout: .seconds(90), source: .configured("--stop-timeout")).safetyMargin, .seconds(2))

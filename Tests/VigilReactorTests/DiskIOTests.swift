@@ -7,6 +7,28 @@ final class DiskIOTests: XCTestCase {
     func testIOUringBackend() throws { try exercise(.automatic, expect: .ioUring) }
     func testSyscallFallbackBackend() throws { try exercise(.disabled, expect: .syscalls) }
 
+    /// A stop signal's handler (the shutdown record, plain syscalls) runs
+    /// before the disk work queued in the same iteration reaches the disk:
+    /// the record never waits behind the journal's pwrite + fdatasync.
+    func testAPendingSignalIsHandledBeforeQueuedDiskWork() throws {
+        let r = try makeReactor(.disabled)
+        let path = "/tmp/vigil-diskio-order-\(getpid())"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd); unlink(path) }
+        var sizeSeenByHandler: Int?
+        try r.onSignal(SIGUSR2) { _ in
+            var st = stat()
+            fstat(fd, &st)
+            sizeSeenByHandler = Int(st.st_size)
+        }
+        var done = false
+        r.disk.submit([.write(fd: fd, bytes: [UInt8](repeating: 7, count: 4096), offset: 0), .fsync(fd: fd, dataOnly: true)], linked: true) { _ in done = true }
+        raiseOnThisThread(SIGUSR2)
+        try runUntil(r) { done && sizeSeenByHandler != nil }
+        XCTAssertEqual(sizeSeenByHandler, 0, "the handler ran before the queued write")
+    }
+
     private func makeReactor(_ mode: IOUringMode) throws -> Reactor {
         var o = Reactor.Options()
         o.ioUring = mode

@@ -121,6 +121,10 @@ final class BadStateDirectoryTests: XCTestCase {
         XCTAssertEqual(try d.waitForExit(), 1, "a record that could not be made durable is a failure")
         XCTAssertTrue(d.log.contains("the stopping record is NOT durable"), d.log)
         XCTAssertTrue(d.log.contains("No space left on device"), d.log)
+        // One story in the log, and the right prediction (issue 9).
+        XCTAssertFalse(d.log.contains("stopping record durable"), "never claims durable after NOT durable: \(d.log)")
+        XCTAssertFalse(d.log.contains("will report killed-during-drain"), d.log)
+        XCTAssertTrue(d.log.contains("the next start will report crash"), d.log)
         // What is on disk is the truth as far as it could be written: running.
         XCTAssertEqual(try classification(state), "crash")
     }
