@@ -30,16 +30,13 @@ public enum DiskIOBackendKind: String, Sendable {
     case syscalls = "syscalls"
 }
 
-/// Whether to try io_uring.
+/// Whether to try io_uring. The library reads no environment for it: an
+/// executable maps its own flag or variable onto this.
 public enum IOUringMode: Sendable, Equatable {
+    /// io_uring when the kernel allows it, else the syscall fallback.
     case automatic
+    /// Always the pwrite/fdatasync fallback.
     case disabled
-
-    /// `VIGIL_IO_URING=off|0|no|false` forces the syscall fallback.
-    public static func fromEnvironment() -> IOUringMode {
-        guard let v = getenv("VIGIL_IO_URING").map({ String(cString: $0).lowercased() }) else { return .automatic }
-        return ["off", "0", "no", "false", "disabled"].contains(v) ? .disabled : .automatic
-    }
 }
 
 /// The reactor's disk backend.

@@ -37,8 +37,8 @@ import SystemPackage
 public final class Reactor: @unchecked Sendable {
     /// How the reactor is built.
     public struct Options: Sendable {
-        /// io_uring or the syscall fallback (default: from `VIGIL_IO_URING`).
-        public var ioUring: IOUringMode = .fromEnvironment()
+        /// io_uring or the syscall fallback (default: io_uring when allowed).
+        public var ioUring: IOUringMode = .automatic
         /// Events taken from epoll per iteration.
         public var eventBatch: Int = 256
         /// Jobs run per iteration before polling again.
@@ -122,7 +122,7 @@ public final class Reactor: @unchecked Sendable {
         let deliver: (@escaping () -> Void) -> Void = { [unowned self] in self.local.append(.closure($0)) }
         switch options.ioUring {
         case .disabled:
-            disk = SyscallDiskIO(reason: "disabled by configuration (VIGIL_IO_URING)", deliver: deliver)
+            disk = SyscallDiskIO(reason: "disabled by configuration", deliver: deliver)
             logger.info("io_uring disabled by configuration: disk I/O uses pwrite/fdatasync")
         case .automatic:
             switch URingDiskIO.make() {

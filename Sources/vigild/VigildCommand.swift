@@ -109,6 +109,12 @@ enum VigildDefaults {
         return "vigil-state"
     }
 
+    /// `VIGIL_IO_URING=off|0|no|false|disabled` forces the pwrite/fdatasync fallback.
+    static func ioUringMode() -> IOUringMode {
+        guard let v = ProcessEnvironment.get("VIGIL_IO_URING")?.lowercased() else { return .automatic }
+        return ["off", "0", "no", "false", "disabled"].contains(v) ? .disabled : .automatic
+    }
+
     static func logLevel() -> Logger.Level {
         guard let v = getenv("VIGIL_LOG_LEVEL") else { return .info }
         return Logger.Level(rawValue: String(cString: v).lowercased()) ?? .info

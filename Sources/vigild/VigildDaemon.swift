@@ -16,6 +16,7 @@ struct VigildDaemon {
         daemon.stopExtend = config.stopExtend
         daemon.version = VigildDefaults.version
         daemon.workUnitName = "turn(s)"
+        daemon.reactorOptions.ioUring = VigildDefaults.ioUringMode()
         let code = Daemon.run(daemon) { context in try GatewayService(config: config, context: context) }
         if code != DaemonExit.ok { throw ExitCode(code) }
     }
