@@ -36,10 +36,14 @@ extension SessionGateway {
             self.logger.notice("drain: \(self.turns.count) turn(s) still running with \(self.remainingMs(deadlineNs)) ms left: asking agents to stop")
             for t in self.turns.values where t.running?.terminate() == true { t.stoppedByDrain = true }
         }
-        let progress = ProgressTicker(self, deadlineNs: deadlineNs)
+        // Progress in the log once a second (turns left, time left).
+        let progress = reactor.scheduleRepeating(every: .seconds(1)) { [weak self] in
+            guard let self else { return }
+            self.logger.notice("drain: \(self.turnsInFlight) turn(s) left, \(self.remainingMs(deadlineNs)) ms left")
+        }
         defer {
             reactor.cancelTimer(termTimer)
-            progress.stop()
+            reactor.cancelTimer(progress)
         }
         if !turns.isEmpty {
             await withTaskCancellationHandler {
@@ -117,32 +121,5 @@ extension SessionGateway {
     func remainingMs(_ deadlineNs: UInt64) -> UInt64 {
         let now = monotonicNanoseconds()
         return now >= deadlineNs ? 0 : (deadlineNs - now) / 1_000_000
-    }
-}
-
-/// Logs the drain's progress once a second (turns left, time left).
-final class ProgressTicker {
-    weak var gateway: SessionGateway?
-    let deadlineNs: UInt64
-    var timer: TimerHandle?
-
-    init(_ gateway: SessionGateway, deadlineNs: UInt64) {
-        self.gateway = gateway
-        self.deadlineNs = deadlineNs
-        arm()
-    }
-
-    func arm() {
-        timer = gateway?.reactor.schedule(after: .seconds(1)) { [weak self] in
-            guard let self, let g = self.gateway else { return }
-            g.logger.notice("drain: \(g.turnsInFlight) turn(s) left, \(g.remainingMs(self.deadlineNs)) ms left")
-            g.drainProgress?(g.turnsInFlight, g.remainingMs(self.deadlineNs))
-            self.arm()
-        }
-    }
-
-    func stop() {
-        if let t = timer { gateway?.reactor.cancelTimer(t) }
-        timer = nil
     }
 }

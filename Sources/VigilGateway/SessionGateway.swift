@@ -5,7 +5,12 @@
 //  - `accepted` only once the turn is durable in the journal;
 //  - `reply` only once the turn's completion is durable, so a client never
 //    holds a reply for a turn the next start calls interrupted.
-// Everything runs on the reactor's thread.
+// Everything runs on the reactor's thread. This file holds the state and
+// the protocol dispatch; the rest of the gateway is split by job:
+// GatewayOpen (open), GatewayTurns (the turn state machine),
+// GatewayReplyRouting (which connection gets a session's replies),
+// GatewayDiskFull (refusals and completion retries), GatewayIdleSweep,
+// GatewayRenderers (stats, status, sessions), GatewayDrain (the stop).
 import Glibc
 import Logging
 import VigilDurable
@@ -79,12 +84,10 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     /// Called when the last turn in flight is done (the drain waits on it).
     var onIdle: [() -> Void] = []
     var cancelWaiters: [() -> Void] = []
-    /// Called every second of the drain with (turns left, ms left): systemd's STATUS=.
-    public var drainProgress: ((Int, UInt64) -> Void)?
     /// Extra fields for `status` (the daemon's previous run, version…).
     public var statusFields: [(String, String)] = []
 
-    public private(set) var totals = Totals()
+    public internal(set) var totals = Totals()
     /// Pings answered (outside `totals`: the hot path touches one word).
     @exclusivity(unchecked) public private(set) var pings = 0
     /// Idle-sweep counter; a connection's activity is stamped with it.
@@ -104,7 +107,7 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         self.agent = agent
         self.logger = logger
         self.options = options
-        scheduleIdleSweep()
+        startIdleSweep()
     }
 
     /// Turns accepted (or being accepted) and not yet answered: the work in flight.
@@ -134,12 +137,6 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         for s in client.ownedSessions where owners[s] == connection.id { owners[s] = nil }
     }
 
-    /// Replies of `session` go to `client` from now on.
-    private func own(_ session: String, _ client: ClientConnection) {
-        if let previous = owners[session], previous != client.connection.id { clients[previous]?.ownedSessions.remove(session) }
-        owners[session] = client.connection.id
-        client.ownedSessions.insert(session)
-    }
 
     /// A half-closed client still gets its `accepted` answers and the
     /// replies of its turns; the connection closes once they are sent.
@@ -205,331 +202,4 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
         JSONWriter.appendError(code: "bad_request", message: message, to: &e)
         client.answer(e, out: &out)
     }
-
-    // MARK: open
-
-    func open(_ r: Request, _ client: ClientConnection, _ out: inout [UInt8]) {
-        guard let session = r.session else { return badRequest("missing field 'session'", client, &out) }
-        if let p = Identifier.problem(session, field: "session") { return badRequest(p, client, &out) }
-        own(session, client)
-        if pendingOpens[session] != nil {
-            pendingOpens[session]!.append((client, client.reserve()))
-            return
-        }
-        if journal.state.status(of: session) == .new {
-            pendingOpens[session] = [(client, client.reserve())]
-            journal.append(.sessionOpened(session: session)) { [weak self] result in
-                self?.sessionOpenDurable(session, result)
-            }
-            return
-        }
-        client.answer(openedLine(session), out: &out)
-    }
-
-    private func sessionOpenDurable(_ session: String, _ result: Result<UInt64, JournalError>) {
-        let waiters = pendingOpens.removeValue(forKey: session) ?? []
-        for w in waiters {
-            switch result {
-            case .success: w.client.fill(w.slot, with: openedLine(session, wasNew: true))
-            case .failure(let e): w.client.fill(w.slot, with: unavailable(e, id: nil))
-            }
-        }
-    }
-
-    /// `{"op":"opened","session":S,"status":…,"interrupted":[…],"in_flight":[…]}`:
-    /// `interrupted` lists the turns the last stop cut off, `in_flight` the
-    /// turns of this run accepted and not yet answered (after a reconnect).
-    func openedLine(_ session: String, wasNew: Bool = false) -> [UInt8] {
-        var o: [UInt8] = []
-        JSONWriter.append("{\"op\":\"opened\",\"session\":", to: &o)
-        JSONWriter.appendString(session, to: &o)
-        let record = wasNew ? nil : journal.state.sessions[session]
-        let status = wasNew ? SessionStatus.new : journal.state.status(of: session)
-        JSONWriter.append(",\"status\":", to: &o)
-        JSONWriter.appendString(status.rawValue, to: &o)
-        JSONWriter.append(",\"interrupted\":", to: &o)
-        appendStringArray(record?.interruptedTurns ?? [], to: &o)
-        JSONWriter.append(",\"in_flight\":", to: &o)
-        appendStringArray(record?.openTurns ?? [], to: &o)
-        // Acknowledged records were lost (docs/journal.md, "Manifest"): this
-        // session's history may be incomplete — or it may have existed
-        // although it now reads `new`. Said on every `opened` of this run.
-        if journalDamaged { JSONWriter.append(",\"journal_damaged\":true", to: &o) }
-        JSONWriter.append("}\n", to: &o)
-        return o
-    }
-
-    // MARK: send
-
-    func send(_ r: Request, _ client: ClientConnection, _ out: inout [UInt8]) {
-        guard let session = r.session else { return badRequest("missing field 'session'", client, &out) }
-        guard let id = r.id else { return badRequest("missing field 'id'", client, &out) }
-        guard let text = r.text else { return badRequest("missing field 'text'", client, &out) }
-        if let p = Identifier.problem(session, field: "session") ?? Identifier.problem(id, field: "id") {
-            return badRequest(p, client, &out)
-        }
-        let workMs = r.workMs ?? 0
-        if workMs > Request.maxWorkMs { return badRequest("field 'work_ms' must be at most \(Request.maxWorkMs)", client, &out) }
-        if isDraining {
-            totals.turnsRefused += 1
-            var e: [UInt8] = []
-            JSONWriter.append("{\"op\":\"error\",\"code\":\"draining\",\"id\":", to: &e)
-            JSONWriter.appendString(id, to: &e)
-            JSONWriter.append(",\"message\":\"the daemon is stopping; send this turn again after the restart\"}\n", to: &e)
-            return client.answer(e, out: &out)
-        }
-        let key = TurnKey(session: session, id: id)
-        if turns[key] != nil { return badRequest("turn '\(id)' of session '\(session)' is already in flight", client, &out) }
-        own(session, client)
-
-        // Records of one request go into the same group commit, in order.
-        if journal.state.status(of: session) == .new && pendingOpens[session] == nil {
-            pendingOpens[session] = []
-            journal.append(.sessionOpened(session: session), joinedToNext: true) { [weak self] in self?.sessionOpenDurable(session, $0) }
-        } else if journal.state.status(of: session) == .interrupted {
-            // The client carries on: it has been told (docs/protocol.md).
-            // Same group commit as the turn, never split from it.
-            journal.append(.interruptionCleared(session: session), joinedToNext: true) { _ in }
-        }
-        let turn = LiveTurn(key: key, text: text, workMs: workMs)
-        turn.origin = client
-        turns[key] = turn
-        client.turnsInFlight += 1
-        let slot = client.reserve()
-        journal.append(.turnAccepted(session: session, id: id, text: text)) { [weak self, weak client] result in
-            guard let self else { return }
-            switch result {
-            case .success:
-                self.totals.turnsAccepted += 1
-                var a: [UInt8] = []
-                JSONWriter.append("{\"op\":\"accepted\",\"id\":", to: &a)
-                JSONWriter.appendString(id, to: &a)
-                JSONWriter.append("}\n", to: &a)
-                client?.fill(slot, with: a)
-                self.startAgent(turn)
-            case .failure(let e):
-                self.totals.turnsRefused += 1
-                client?.fill(slot, with: self.unavailable(e, id: id))
-                self.finishTurn(turn)
-            }
-        }
-    }
-
-    func unavailable(_ e: JournalError, id: String?) -> [UInt8] {
-        var o: [UInt8] = []
-        JSONWriter.append("{\"op\":\"error\",\"code\":\"unavailable\"", to: &o)
-        if let id {
-            JSONWriter.append(",\"id\":", to: &o)
-            JSONWriter.appendString(id, to: &o)
-        }
-        JSONWriter.append(",\"message\":", to: &o)
-        let why: String
-        switch e {
-        case .noSpace: why = "the state disk is full; nothing of this request was kept; retry later"
-        case .closed: why = "the daemon is stopping"
-        default: why = "the journal cannot write (\(e)); nothing of this request was kept"
-        }
-        JSONWriter.appendString(why, to: &o)
-        JSONWriter.append("}\n", to: &o)
-        return o
-    }
-
-    // MARK: agent and completion
-
-    func startAgent(_ turn: LiveTurn) {
-        // Accepted in the batch the cut-short waited for: it stays open.
-        if isCutShort { return }
-        turn.phase = .running
-        let work = TurnWork(session: turn.key.session, id: turn.key.id, text: turn.text, workMs: turn.workMs)
-        turn.running = agent.start(work) { [weak self, weak turn] result in
-            guard let self, let turn else { return }
-            turn.running = nil
-            if turn.stoppedByDrain {
-                self.logger.notice("turn \(turn.key.session)/\(turn.key.id) stopped by the drain: left open, it will be reported interrupted")
-                return
-            }
-            turn.outcome = result
-            self.recordCompletion(turn)
-        }
-    }
-
-    func recordCompletion(_ turn: LiveTurn) {
-        guard let outcome = turn.outcome else { return }
-        // After the cut-short nothing new may become durable: the turn stays
-        // open, counted as abandoned and interrupted at the next start.
-        if isCutShort { return }
-        turn.phase = .completing
-        let reply: String
-        switch outcome {
-        case .reply(let t): reply = t
-        case .failed(let why): reply = "agent failed: \(why)"
-        }
-        journal.append(.turnCompleted(session: turn.key.session, id: turn.key.id, reply: reply)) { [weak self] result in
-            guard let self else { return }
-            switch result {
-            case .success:
-                self.totals.turnsCompleted += 1
-                self.deliver(turn, outcome)
-                self.finishTurn(turn)
-            case .failure(.noSpace):
-                // Not durable, so not sent; retried until space returns or
-                // the drain gives up (then the turn is interrupted, exactly).
-                self.completionRetries.append(turn)
-                self.scheduleRetry()
-            case .failure(let e):
-                // Not durable, so it stays open in the journal: it is
-                // interrupted at the next start, and it stays in `turns`
-                // here so this run's stop cannot be recorded as clean (nor
-                // the same id accepted twice). The client hears why.
-                if e == .closed && self.isCutShort {
-                    self.logger.notice("turn \(turn.key.session)/\(turn.key.id): finished after the drain budget; left open, it will be reported interrupted")
-                } else {
-                    self.logger.error("turn \(turn.key.session)/\(turn.key.id): completion not recorded (\(e)); it will be reported interrupted")
-                }
-                turn.phase = .unrecorded
-                if let owner = self.owners[turn.key.session], let client = self.clients[owner] {
-                    var o: [UInt8] = []
-                    JSONWriter.append("{\"op\":\"error\",\"code\":\"unavailable\",\"session\":", to: &o)
-                    JSONWriter.appendString(turn.key.session, to: &o)
-                    JSONWriter.append(",\"id\":", to: &o)
-                    JSONWriter.appendString(turn.key.id, to: &o)
-                    JSONWriter.append(",\"message\":\"the reply could not be recorded; the turn will be reported interrupted\"}\n", to: &o)
-                    client.push(o)
-                }
-            }
-        }
-    }
-
-    private func scheduleRetry() {
-        guard retryTimer == nil else { return }
-        retryTimer = reactor.schedule(after: .milliseconds(500)) { [weak self] in
-            guard let self else { return }
-            self.retryTimer = nil
-            let again = self.completionRetries
-            self.completionRetries = []
-            for t in again { self.recordCompletion(t) }
-        }
-    }
-
-    func deliver(_ turn: LiveTurn, _ outcome: AgentResult) {
-        var o: [UInt8] = []
-        switch outcome {
-        case .reply(let text):
-            JSONWriter.append("{\"op\":\"reply\",\"session\":", to: &o)
-            JSONWriter.appendString(turn.key.session, to: &o)
-            JSONWriter.append(",\"id\":", to: &o)
-            JSONWriter.appendString(turn.key.id, to: &o)
-            JSONWriter.append(",\"text\":", to: &o)
-            JSONWriter.appendString(text, to: &o)
-            JSONWriter.append("}\n", to: &o)
-        case .failed(let why):
-            JSONWriter.append("{\"op\":\"error\",\"code\":\"agent_failed\",\"session\":", to: &o)
-            JSONWriter.appendString(turn.key.session, to: &o)
-            JSONWriter.append(",\"id\":", to: &o)
-            JSONWriter.appendString(turn.key.id, to: &o)
-            JSONWriter.append(",\"message\":", to: &o)
-            JSONWriter.appendString(why, to: &o)
-            JSONWriter.append("}\n", to: &o)
-        }
-        if let owner = owners[turn.key.session], let client = clients[owner] { client.push(o) }
-    }
-
-    func finishTurn(_ turn: LiveTurn) {
-        turns[turn.key] = nil
-        turn.origin?.turnsInFlight -= 1
-        turn.origin?.closeIfDone()
-        if turns.isEmpty {
-            let waiters = onIdle
-            onIdle = []
-            for w in waiters { w() }
-        }
-    }
-
-    // MARK: idle connections
-
-    private func scheduleIdleSweep() {
-        let period = min(options.idleTimeout, .seconds(1))
-        // Idle for `needed` whole periods at least, so for the timeout at least.
-        let needed = Int((options.idleTimeout.nanosecondsValue + period.nanosecondsValue - 1) / max(period.nanosecondsValue, 1))
-        idleSweep = reactor.schedule(after: period) { [weak self] in
-            guard let self else { return }
-            tick += 1
-            for c in Array(clients.values) where c.turnsInFlight == 0 && !c.isWaiting && tick - c.lastActivityTick > needed {
-                logger.info("closing connection \(c.connection.id): idle for more than \(options.idleTimeout)")
-                var o: [UInt8] = []
-                JSONWriter.append("{\"op\":\"goodbye\",\"reason\":\"idle\"}\n", to: &o)
-                c.connection.send(o)
-                c.connection.closeAfterWriting()
-            }
-            scheduleIdleSweep()
-        }
-    }
-
-    // MARK: stats, status, sessions
-
-    func statsLine() -> [UInt8] {
-        var o: [UInt8] = []
-        JSONWriter.append("{\"op\":\"stats\"", to: &o)
-        appendNumber("connections", clients.count, &o)
-        appendNumber("sessions", journal.state.sessions.count, &o)
-        appendNumber("turns_in_flight", turns.count, &o)
-        appendNumber("interrupted_sessions", journal.state.interruptedSessionCount, &o)
-        appendNumber("connections_accepted", totals.connectionsAccepted, &o)
-        appendNumber("turns_accepted", totals.turnsAccepted, &o)
-        appendNumber("turns_completed", totals.turnsCompleted, &o)
-        appendNumber("turns_refused", totals.turnsRefused, &o)
-        appendNumber("bad_requests", totals.badRequests, &o)
-        appendNumber("pings", pings, &o)
-        appendNumber("journal_batches", journal.batchesWritten, &o)
-        appendNumber("journal_records", journal.recordsWritten, &o)
-        JSONWriter.append(isDraining ? ",\"draining\":true}\n" : ",\"draining\":false}\n", to: &o)
-        return o
-    }
-
-    func statusLine() -> [UInt8] {
-        var o: [UInt8] = []
-        JSONWriter.append("{\"op\":\"status\"", to: &o)
-        appendNumber("pid", Int(getpid()), &o)
-        appendNumber("uptime_ms", Int((monotonicNanoseconds() - startedAtNs) / 1_000_000), &o)
-        appendNumber("connections", clients.count, &o)
-        appendNumber("sessions", journal.state.sessions.count, &o)
-        appendNumber("interrupted_sessions", journal.state.interruptedSessionCount, &o)
-        appendNumber("turns_in_flight", turns.count, &o)
-        JSONWriter.append(isDraining ? ",\"draining\":true" : ",\"draining\":false", to: &o)
-        JSONWriter.append(journalDamaged ? ",\"journal_damaged\":true" : ",\"journal_damaged\":false", to: &o)
-        JSONWriter.append(",\"agent\":", to: &o)
-        JSONWriter.appendString(agent.name, to: &o)
-        for (k, v) in statusFields {
-            JSONWriter.append(",", to: &o)
-            JSONWriter.appendString(k, to: &o)
-            JSONWriter.append(":", to: &o)
-            JSONWriter.appendString(v, to: &o)
-        }
-        JSONWriter.append("}\n", to: &o)
-        return o
-    }
-
-    func sessionsLine() -> [UInt8] {
-        var o: [UInt8] = []
-        JSONWriter.append("{\"op\":\"sessions\",\"sessions\":", to: &o)
-        SessionListing.append(journal.state, to: &o)
-        JSONWriter.append("}\n", to: &o)
-        return o
-    }
-
-    func appendNumber(_ name: StaticString, _ value: Int, _ o: inout [UInt8]) {
-        JSONWriter.append(",\"", to: &o)
-        JSONWriter.append(name, to: &o)
-        JSONWriter.append("\":", to: &o)
-        o.append(contentsOf: String(value).utf8)
-    }
-}
-
-func appendStringArray(_ items: [String], to o: inout [UInt8]) {
-    JSONWriter.append("[", to: &o)
-    for (i, s) in items.enumerated() {
-        if i > 0 { JSONWriter.append(",", to: &o) }
-        JSONWriter.appendString(s, to: &o)
-    }
-    JSONWriter.append("]", to: &o)
 }
