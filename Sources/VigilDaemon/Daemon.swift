@@ -79,17 +79,25 @@ public enum Daemon {
             return DaemonExit.stateDirectoryUnusable
         }
         let lock: StateDirectoryLock
-        do { lock = try StateDirectoryLock.acquire(in: stateFS) } catch {
-            logger.critical("\(error) (\(directory)); refusing to start")
-            if case .held = error { return DaemonExit.locked }
-            return DaemonExit.stateDirectoryUnusable
+        do { lock = try StateDirectoryLock.acquire(in: stateFS, holderFile: lockFileName(name)) } catch {
+            switch error {
+            case .held(let pid?):
+                logger.critical("another \(name) (pid \(pid)) holds the state directory lock (\(directory)); refusing to start")
+                return DaemonExit.locked
+            case .held(nil):
+                logger.critical("\(error) (\(directory)); refusing to start")
+                return DaemonExit.locked
+            case .system:
+                logger.critical("\(error) (\(directory)); refusing to start")
+                return DaemonExit.stateDirectoryUnusable
+            }
         }
         // Held until this function returns: the kernel drops it at exit.
         defer { withExtendedLifetime(lock) {} }
         // After the lock, so a running instance is reported as such (75):
         // a FIFO or device in place of a state file would block or fail
         // every later step. Refused by name before anything opens it.
-        do { try refuseNonRegularFiles(in: stateFS, named: isLibraryStateFile) } catch {
+        do { try refuseNonRegularFiles(in: stateFS, named: { isLibraryStateFile($0, daemon: name) }) } catch {
             logger.critical("state directory \(directory) is unusable: \(error)")
             return DaemonExit.stateDirectoryUnusable
         }
@@ -249,10 +257,14 @@ public enum Daemon {
 
     /// The entry point's own files: the record, the report, the lock, and
     /// any temporary file of an atomic replace.
-    static func isLibraryStateFile(_ name: String) -> Bool {
-        name == ShutdownRecordStore.recordName || name == ShutdownRecordStore.reportName
-            || name == StateDirectoryLock.fileName || name.hasSuffix(".tmp")
+    static func isLibraryStateFile(_ file: String, daemon name: String) -> Bool {
+        file == ShutdownRecordStore.recordName || file == ShutdownRecordStore.reportName
+            || file == lockFileName(name) || file.hasSuffix(".tmp")
     }
+
+    /// The file in the state directory naming the lock holder's pid:
+    /// `NAME.lock` (vigild: `vigild.lock`, as every vigild before it).
+    public static func lockFileName(_ daemonName: String) -> String { "\(daemonName).lock" }
 
     /// Throws naming the first file `matching` that is not a regular file.
     public static func refuseNonRegularFiles(in fs: PosixStateFileSystem, named matching: (String) -> Bool) throws(SystemCallError) {

@@ -39,7 +39,8 @@ struct StateOptions: ParsableArguments {
 
     /// The pid holding the directory lock (the running daemon), if any.
     func daemon(_ fs: PosixStateFileSystem) -> (running: Bool, pid: Int32?) {
-        switch StateDirectoryLock.holder(in: fs) {
+        // vigild's holder file, and `vigil run`'s.
+        switch StateDirectoryLock.holder(in: fs, holderFiles: ["vigild.lock", "vigil.lock"]) {
         case .none: (false, nil)
         case .some(let pid): (true, pid)
         }
