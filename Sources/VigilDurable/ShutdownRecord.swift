@@ -1,6 +1,9 @@
-// The shutdown record: one small file whose state moves
-// running → stopping → stopped, like PostgreSQL's pg_control. Format
-// (docs/shutdown.md):
+// The shutdown record: its state moves running → stopping → stopped, like
+// PostgreSQL's pg_control. The record's content is a payload of UTF-8
+// "key=value\n" lines; it is framed either in a slot of the fixed-size
+// record file (format 2, ShutdownRecordSlot.swift, written in place) or, in
+// format 1 — the rename-based file of earlier versions, still read so a
+// state directory can be migrated — as (docs/shutdown.md):
 //   "VIGILSR\0"  8 bytes magic
 //   version      UInt16 LE (1)
 //   reserved     UInt16 LE (0)
@@ -48,11 +51,13 @@ public struct ShutdownRecord: Equatable, Sendable {
     }
 
     public static let magic: [UInt8] = Array("VIGILSR".utf8) + [0]
-    public static let formatVersion: UInt16 = 1
+    /// The rename-based whole-file format (read for migration).
+    public static let version1: UInt16 = 1
 
-    // MARK: Encoding
+    // MARK: Payload
 
-    public func encoded() -> [UInt8] {
+    /// The "key=value\n" lines shared by both formats.
+    public func payload() -> [UInt8] {
         var lines: [(String, String)] = [
             ("state", state.rawValue), ("pid", "\(pid)"), ("boot_id", bootID),
             ("started_at_ns", "\(startedAtNs)"), ("version", version),
@@ -69,8 +74,15 @@ public struct ShutdownRecord: Equatable, Sendable {
         if let stoppedAtNs { lines.append(("stopped_at_ns", "\(stoppedAtNs)")) }
         var payload: [UInt8] = []
         for (k, v) in lines { payload.append(contentsOf: Array("\(k)=\(v)\n".utf8)) }
+        return payload
+    }
+
+    /// The record as a whole format-1 file (what earlier versions wrote by
+    /// rename; kept for tests of the migration).
+    public func version1Encoded() -> [UInt8] {
+        let payload = payload()
         var out = Self.magic
-        out.appendLE(Self.formatVersion)
+        out.appendLE(Self.version1)
         out.appendLE(UInt16(0))
         out.appendLE(UInt32(payload.count))
         out.append(contentsOf: payload)
@@ -83,12 +95,13 @@ public struct ShutdownRecord: Equatable, Sendable {
         public var description: String { reason }
     }
 
-    public init(decoding bytes: [UInt8]) throws(DecodeError) {
+    /// Decodes a whole format-1 file.
+    public init(version1 bytes: [UInt8]) throws(DecodeError) {
         guard !bytes.isEmpty else { throw DecodeError(reason: "empty file") }
         guard bytes.count >= 20 else { throw DecodeError(reason: "truncated: \(bytes.count) bytes") }
         guard Array(bytes[0..<8]) == Self.magic else { throw DecodeError(reason: "wrong magic") }
         let version = bytes.readLE(UInt16.self, at: 8)
-        guard version == Self.formatVersion else { throw DecodeError(reason: "unsupported format version \(version)") }
+        guard version == Self.version1 else { throw DecodeError(reason: "unsupported format version \(version)") }
         let length = Int(bytes.readLE(UInt32.self, at: 12))
         guard bytes.count == 16 + length + 4 else {
             throw DecodeError(reason: "length mismatch: header says \(length) payload bytes, file has \(bytes.count - 20)")
@@ -98,8 +111,13 @@ public struct ShutdownRecord: Equatable, Sendable {
         guard stored == computed else {
             throw DecodeError(reason: "CRC32C mismatch (stored \(hex(stored)), computed \(hex(computed)))")
         }
+        try self.init(payload: bytes[16..<(16 + length)])
+    }
+
+    /// Parses the "key=value\n" lines (already checked by a CRC).
+    public init(payload: ArraySlice<UInt8>) throws(DecodeError) {
         var fields: [String: String] = [:]
-        for line in String(decoding: bytes[16..<(16 + length)], as: UTF8.self).split(separator: "\n") {
+        for line in String(decoding: payload, as: UTF8.self).split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { throw DecodeError(reason: "malformed payload line") }
             fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
         }
@@ -135,7 +153,7 @@ public struct ShutdownRecord: Equatable, Sendable {
     }
 }
 
-private func hex(_ v: UInt32) -> String {
+func hex(_ v: UInt32) -> String {
     let s = String(v, radix: 16)
     return "0x" + String(repeating: "0", count: 8 - s.count) + s
 }
