@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Kill-race survival: SIGTERM, then SIGKILL d µs later. How often does the
-# next start find the stop recorded? vigild against the C floor (floor-echo),
-# in one run, on the same disk and the same cores.
+# next start find the stop recorded? vigild against two C floors (floor-echo:
+# its rename-based marker, and `--marker inplace`, one pwrite + fdatasync
+# into a preallocated block), in one run, on the same disk and the same cores.
 #
 #   scripts/bench-killrace.sh [--trials N] [--delays "0 100 … 3000"] [--idle] [--skip-build]
 #                             [--coarse-trials N] [--budget-min M] [--load ping|turns]
 #
 # One trial: a fresh state directory (under /tmp, on the same file system for
 # both servers); the server starts pinned to core 1:
-#   floor-echo --state-dir DIR --listen 127.0.0.1:PORT
+#   floor-echo --state-dir DIR --listen 127.0.0.1:PORT [--marker inplace]
 #   VIGIL_DEBUG_DRAIN_MS=60000 vigild --listen 127.0.0.1:PORT --state-dir DIR
 # (the drain never ends by itself); once it accepts, and unless --idle,
 #   taskset -c 0 vigil-bench ping --connect … --connections 64 --depth 16 --duration 30 --warmup 0
@@ -22,14 +23,16 @@
 # CLOCK_MONOTONIC and calls kill(pid, SIGKILL); it reports the real gap.
 # The load is stopped and the state directory inspected:
 #   floor-echo survived: DIR/.clean_shutdown exists (its durable marker);
+#   the in-place floor: DIR/.clean_shutdown.slot begins with its marker text;
 #   vigild survived: `vigilctl last-shutdown --state-dir DIR --json` says
 #   "classification":"killed-during-drain" (the `stopping` record landed).
 #   "crash" means it did not; "clean" or "cut-short" after a SIGKILL would be
 #   a bug and is counted separately (must be 0), as is anything else.
-# floor and vigild trials alternate, so both see the same disturbances.
+# floor, in-place floor and vigild trials alternate, so all see the same disturbances.
 #
 # d50 = smallest d with ≥ 50 % survival, d99 = smallest d with 100 %.
-# Goal: vigild d99 ≤ 1.5 × floor d99.
+# Goals: vigild d99 ≤ 1.5 × floor d99; against the in-place floor (issue 11)
+# vigild d50 ≤ 1.5 × and d99 ≤ 2 × its d50 and d99.
 #
 # Run time: a few trials are timed first. If N trials × all delays × 2 servers
 # would take longer than --budget-min (25), a coarse pass with --coarse-trials
@@ -181,6 +184,9 @@ trial() {  # pass server d
         floor)
             mkdir -p "$dir"
             taskset -c 1 "$floor_bin" --state-dir "$dir" --listen "127.0.0.1:$port" >/dev/null 2>"$work/server.err" & ;;
+        inplace)
+            mkdir -p "$dir"
+            taskset -c 1 "$floor_bin" --state-dir "$dir" --listen "127.0.0.1:$port" --marker inplace >/dev/null 2>"$work/server.err" & ;;
         vigild)
             VIGIL_DEBUG_DRAIN_MS=60000 VIGIL_LOG_LEVEL=notice taskset -c 1 "$bin/vigild" \
                 --listen "127.0.0.1:$port" --state-dir "$dir" >/dev/null 2>"$work/server.err" & ;;
@@ -213,6 +219,9 @@ trial() {  # pass server d
         floor)
             if [ -e "$dir/.clean_shutdown" ]; then ok=1; fi
             if [ -e "$dir/.clean_shutdown.tmp" ]; then tmp=1; fi
+            cls=$([ "$ok" = 1 ] && echo marker || echo no-marker) ;;
+        inplace)
+            if [ "$(head -c 14 "$dir/.clean_shutdown.slot" 2>/dev/null)" = clean-shutdown ]; then ok=1; fi
             cls=$([ "$ok" = 1 ] && echo marker || echo no-marker) ;;
         vigild)
             if [ -e "$dir/shutdown.record.tmp" ]; then tmp=1; fi
@@ -249,9 +258,10 @@ run_pass() {  # pass N delays...
     for d in "$@"; do
         for i in $(seq 1 "$count"); do
             trial "$pass" floor "$d"
+            trial "$pass" inplace "$d"
             trial "$pass" vigild "$d"
         done
-        log "$pass d=${d}µs: floor ${surv[$pass,floor,$d]}/${n[$pass,floor,$d]}, vigild ${surv[$pass,vigild,$d]}/${n[$pass,vigild,$d]} (loadavg $(cut -d' ' -f1 /proc/loadavg))"
+        log "$pass d=${d}µs: floor ${surv[$pass,floor,$d]}/${n[$pass,floor,$d]}, inplace ${surv[$pass,inplace,$d]}/${n[$pass,inplace,$d]}, vigild ${surv[$pass,vigild,$d]}/${n[$pass,vigild,$d]} (loadavg $(cut -d' ' -f1 /proc/loadavg))"
     done
 }
 
@@ -289,9 +299,9 @@ fi
 # Time a few trials (not counted) to size the run.
 t_start=$(date +%s%N)
 run_pass timing 2 "${delay_list[$(( ${#delay_list[@]} / 2 ))]}"
-per_trial_ms=$(( ($(date +%s%N) - t_start) / 4 / 1000000 ))
-full_min=$(awk -v t="$per_trial_ms" -v n="$trials" -v k="${#delay_list[@]}" 'BEGIN { printf "%.1f", t * n * k * 2 / 60000 }')
-log "one trial takes ~${per_trial_ms} ms: $trials trials × ${#delay_list[@]} delays × 2 servers ≈ ${full_min} min (budget ${budget_min} min)"
+per_trial_ms=$(( ($(date +%s%N) - t_start) / 6 / 1000000 ))
+full_min=$(awk -v t="$per_trial_ms" -v n="$trials" -v k="${#delay_list[@]}" 'BEGIN { printf "%.1f", t * n * k * 3 / 60000 }')
+log "one trial takes ~${per_trial_ms} ms: $trials trials × ${#delay_list[@]} delays × 3 servers ≈ ${full_min} min (budget ${budget_min} min)"
 
 plan=""
 final_trials=$trials
@@ -305,7 +315,7 @@ else
     # For each server: from the delay after its last 0 % below the first
     # nonzero, through one delay above its first 100 %.
     declare -A pick=()
-    for s in floor vigild; do
+    for s in floor inplace vigild; do
         first_nz=-1; first_full=-1
         for i in "${!delay_list[@]}"; do
             d=${delay_list[$i]}
@@ -320,7 +330,7 @@ else
     fine_delays=()
     for d in "${delay_list[@]}"; do [ -n "${pick[$d]:-}" ] && fine_delays+=("$d"); done
     left_ms=$(awk -v b="$budget_min" -v t0="$t_start" -v now="$(date +%s%N)" 'BEGIN { printf "%d", b * 60000 - (now - t0) / 1e6 }')
-    fits=$(( left_ms / (per_trial_ms * 2 * ${#fine_delays[@]}) ))
+    fits=$(( left_ms / (per_trial_ms * 3 * ${#fine_delays[@]}) ))
     if [ "$fits" -lt "$trials" ]; then
         final_trials=$(( fits > coarse_trials ? fits : coarse_trials ))
         log "only $final_trials trials per delay fit the remaining budget at ${#fine_delays[@]} delays"
@@ -377,37 +387,43 @@ fi
 echo
 echo "plan: $plan; ${elapsed_min} min, $trial_count trials (one trial ~${per_trial_ms} ms)"
 echo
-echo "| d (µs) | trials per server | floor survival % | vigild survival % | vigild crash / killed-during-drain | max real TERM→KILL gap µs |"
-echo "|---:|---:|---:|---:|---:|---:|"
+echo "| d (µs) | trials per server | rename floor survival % | in-place floor survival % | vigild survival % | vigild crash / killed-during-drain | max real TERM→KILL gap µs |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
 for d in "${delay_list[@]}"; do
-    pf=$(src floor "$d"); pv=$(src vigild "$d")
+    pf=$(src floor "$d"); pi=$(src inplace "$d"); pv=$(src vigild "$d")
     g=$(( ${gapmax[$pf,floor,$d]:-0} > ${gapmax[$pv,vigild,$d]:-0} ? ${gapmax[$pf,floor,$d]:-0} : ${gapmax[$pv,vigild,$d]:-0} ))
-    echo "| $d | ${n[$pv,vigild,$d]} | $(pct "${surv[$pf,floor,$d]}" "${n[$pf,floor,$d]}") | $(pct "${surv[$pv,vigild,$d]}" "${n[$pv,vigild,$d]}") | ${cls_crash[$pv,vigild,$d]:-0} / ${cls_kdd[$pv,vigild,$d]:-0} | $(awk -v g="$g" 'BEGIN { printf "%.1f", g / 1000 }') |"
+    g=$(( ${gapmax[$pi,inplace,$d]:-0} > g ? ${gapmax[$pi,inplace,$d]:-0} : g ))
+    echo "| $d | ${n[$pv,vigild,$d]} | $(pct "${surv[$pf,floor,$d]}" "${n[$pf,floor,$d]}") | $(pct "${surv[$pi,inplace,$d]}" "${n[$pi,inplace,$d]}") | $(pct "${surv[$pv,vigild,$d]}" "${n[$pv,vigild,$d]}") | ${cls_crash[$pv,vigild,$d]:-0} / ${cls_kdd[$pv,vigild,$d]:-0} | $(awk -v g="$g" 'BEGIN { printf "%.1f", g / 1000 }') |"
 done
-f50=$(dq floor 0.5); f99=$(dq floor 1); v50=$(dq vigild 0.5); v99=$(dq vigild 1)
+f50=$(dq floor 0.5); f99=$(dq floor 1); v50=$(dq vigild 0.5); v99=$(dq vigild 1); i50=$(dq inplace 0.5); i99=$(dq inplace 1)
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else if (a != "-" && b == 0) print (a == 0 ? "1.00" : "inf"); else print "-" }'; }
 ratio=$(awk -v a="$v99" -v b="$f99" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }')
 echo
 echo "| | d50 µs (≥ 50 %) | d99 µs (100 %) |"
 echo "|---|---:|---:|"
-echo "| C floor (floor-echo) | $f50 | $f99 |"
+echo "| C floor, rename marker (floor-echo) | $f50 | $f99 |"
+echo "| C floor, in-place marker (floor-echo --marker inplace) | $i50 | $i99 |"
 echo "| vigild | $v50 | $v99 |"
-echo "| vigild / floor | $(awk -v a="$v50" -v b="$f50" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }') | $ratio |"
+echo "| vigild / rename floor | $(ratio_of "$v50" "$f50") | $ratio |"
+echo "| vigild / in-place floor | $(ratio_of "$v50" "$i50") | $(ratio_of "$v99" "$i99") |"
 echo
 verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "-") print "undecided (a d99 is missing: no delay reached 100 %)"; else if (r <= 1.5) print "met"; else print "NOT met" }')
-echo "Goal (vigild d99 ≤ 1.5 × floor d99): $verdict (ratio $ratio)"
-for s in floor vigild; do
+echo "Goal (vigild d99 ≤ 1.5 × rename floor d99): $verdict (ratio $ratio)"
+r50=$(ratio_of "$v50" "$i50"); r99=$(ratio_of "$v99" "$i99")
+echo "Goal (vigild d50 ≤ 1.5 × and d99 ≤ 2 × the in-place floor's): d50 $(awk -v r="$r50" 'BEGIN { if (r == "-") print "undecided"; else if (r == "inf" || r > 1.5) print "NOT met"; else print "met" }') ($r50), d99 $(awk -v r="$r99" 'BEGIN { if (r == "-") print "undecided"; else if (r == "inf" || r > 2) print "NOT met"; else print "met" }') ($r99)"
+for s in floor inplace vigild; do
     dd=$(dips "$s" "$(dq "$s" 1)")
     if [ -n "$dd" ]; then echo "Note: $s is below 100 % again above its d99 at$dd: noise, or d99 is really higher."; fi
 done
 clean=$(sum_over cls_clean vigild); cut=$(sum_over cls_cut vigild); other=$(sum_over cls_other vigild); earl=$(sum_over early vigild)
 echo
 echo "vigild after SIGKILL: clean $clean, cut-short $cut, other $other (all must be 0); exited before the SIGKILL: $earl (must be 0)"
-echo "lost trials (all passes) killed inside the marker/record write, i.e. its .tmp file left behind: floor ${lost_tmp[floor]:-0} of ${lost[floor]:-0}, vigild ${lost_tmp[vigild]:-0} of ${lost[vigild]:-0}; the rest died before the write began"
+echo "lost trials (all passes) killed inside the rename floor's marker write, i.e. its .tmp file left behind: ${lost_tmp[floor]:-0} of ${lost[floor]:-0}; lost trials: in-place floor ${lost[inplace]:-0}, vigild ${lost[vigild]:-0} (vigild's record is written in place: no .tmp to tell)"
 if [ "$idle" = 0 ]; then
-    ft=0; fc=0; vt=0; vc=0
+    ft=0; fc=0; vt=0; vc=0; it=0; ic=0
     for k in "${!cpu_sum[@]}"; do
-        case "$k" in *,floor,*) fc=$((fc + cpu_sum[$k])); ft=$((ft + n[$k])) ;; *,vigild,*) vc=$((vc + cpu_sum[$k])); vt=$((vt + n[$k])) ;; esac
+        case "$k" in *,floor,*) fc=$((fc + cpu_sum[$k])); ft=$((ft + n[$k])) ;; *,inplace,*) ic=$((ic + cpu_sum[$k])); it=$((it + n[$k])) ;; *,vigild,*) vc=$((vc + cpu_sum[$k])); vt=$((vt + n[$k])) ;; esac
     done
-    echo "server CPU in the ~100 ms of load before the SIGTERM (mean, cores): floor $(awk -v a="$fc" -v b="$ft" 'BEGIN { printf "%.2f", b ? a / b / 10 : 0 }'), vigild $(awk -v a="$vc" -v b="$vt" 'BEGIN { printf "%.2f", b ? a / b / 10 : 0 }')"
+    echo "server CPU in the ~100 ms of load before the SIGTERM (mean, cores): floor $(awk -v a="$fc" -v b="$ft" 'BEGIN { printf "%.2f", b ? a / b / 10 : 0 }'), in-place floor $(awk -v a="$ic" -v b="$it" 'BEGIN { printf "%.2f", b ? a / b / 10 : 0 }'), vigild $(awk -v a="$vc" -v b="$vt" 'BEGIN { printf "%.2f", b ? a / b / 10 : 0 }')"
 fi
 if [ "$bugs" -gt 0 ] || [ "$other" -gt 0 ] || [ "$earl" -gt 0 ]; then exit 2; fi

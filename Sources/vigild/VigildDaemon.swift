@@ -135,7 +135,9 @@ struct VigildDaemon {
         if measureSignals {
             stop.onStopping.append { info in
                 printSignalLatency(info)
-                printLatency("signal-durable-ns", info, until: monotonicNanoseconds())
+                // The record's own stamps: pwrite returned (safe from SIGKILL), fdatasync returned (durable).
+                printLatency("signal-visible-ns", info, until: store.lastWriteVisibleNs)
+                printLatency("signal-durable-ns", info, until: store.lastWriteDurableNs)
             }
         }
         stop.drain = { ctx in
