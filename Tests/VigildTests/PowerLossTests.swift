@@ -101,14 +101,20 @@ final class PowerLossTests: XCTestCase {
         let found = try onLoopImage("full", live: { live in
             let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: ["VIGIL_DEBUG_DRAIN_MS": "60000"])
             try d.waitUntilListening()
-            _ = try sh(["dd", "if=/dev/zero", "of=\(live)/fill", "bs=1M"])
-            _ = try sh(["dd", "if=/dev/zero", "of=\(live)/fill-small", "bs=4k"])
+            // Down to the last block (this small image has 1 KiB blocks).
+            for (i, bs) in ["1M", "4k", "1k", "512"].enumerated() {
+                _ = try sh(["dd", "if=/dev/zero", "of=\(live)/fill-\(i)", "bs=\(bs)"])
+            }
             _ = try sh(["sync", "-f", live])
             let probe = open(live + "/state/probe", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             XCTAssertGreaterThanOrEqual(probe, 0)
-            let block = [UInt8](repeating: 1, count: 4096)
-            let n = write(probe, block, block.count)
-            let e = errno
+            var n = 0, e: Int32 = 0
+            for _ in 0..<8 {  // enough for what one record needs, as one write each
+                n = write(probe, [UInt8](repeating: 1, count: 300), 300)
+                e = errno
+                if n < 0 { break }
+                fsync(probe)
+            }
             close(probe)
             XCTAssertEqual(n, -1, "the disk must be full for this test to mean anything")
             XCTAssertEqual(e, ENOSPC)
