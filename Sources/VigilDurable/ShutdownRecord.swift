@@ -58,23 +58,33 @@ public struct ShutdownRecord: Equatable, Sendable {
 
     /// The "key=value\n" lines shared by both formats.
     public func payload() -> [UInt8] {
-        var lines: [(String, String)] = [
-            ("state", state.rawValue), ("pid", "\(pid)"), ("boot_id", bootID),
-            ("started_at_ns", "\(startedAtNs)"), ("version", version),
-        ]
-        if let signal { lines.append(("signal", "\(signal)")) }
-        if let senderPID { lines.append(("sender_pid", "\(senderPID)")) }
-        if let senderUID { lines.append(("sender_uid", "\(senderUID)")) }
-        if let stopRequestedAtNs { lines.append(("stop_requested_at_ns", "\(stopRequestedAtNs)")) }
-        if let budgetMs { lines.append(("budget_ms", "\(budgetMs)")) }
-        if let inFlight { lines.append(("in_flight", "\(inFlight)")) }
-        if let outcome { lines.append(("outcome", outcome.rawValue)) }
-        if let abandoned { lines.append(("abandoned", "\(abandoned)")) }
-        if let drainMs { lines.append(("drain_ms", "\(drainMs)")) }
-        if let stoppedAtNs { lines.append(("stopped_at_ns", "\(stoppedAtNs)")) }
-        var payload: [UInt8] = []
-        for (k, v) in lines { payload.append(contentsOf: Array("\(k)=\(v)\n".utf8)) }
-        return payload
+        var out = [UInt8](repeating: 0, count: 1024 + bootID.utf8.count + version.utf8.count)
+        let n = out.withUnsafeMutableBytes { writePayload(into: $0) }!
+        out.removeSubrange(n...)
+        return out
+    }
+
+    /// Writes the payload at the start of `buffer` without allocating (the
+    /// signal handler encodes `stopping` this way, into a buffer prepared at
+    /// start-up): its length, or nil when it does not fit.
+    func writePayload(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        var w = PayloadWriter(buffer)
+        w.line("state", state.rawValue)
+        w.line("pid", Int64(pid))
+        w.line("boot_id", bootID)
+        w.line("started_at_ns", startedAtNs)
+        w.line("version", version)
+        if let signal { w.line("signal", Int64(signal)) }
+        if let senderPID { w.line("sender_pid", Int64(senderPID)) }
+        if let senderUID { w.line("sender_uid", UInt64(senderUID)) }
+        if let stopRequestedAtNs { w.line("stop_requested_at_ns", stopRequestedAtNs) }
+        if let budgetMs { w.line("budget_ms", budgetMs) }
+        if let inFlight { w.line("in_flight", Int64(inFlight)) }
+        if let outcome { w.line("outcome", outcome.rawValue) }
+        if let abandoned { w.line("abandoned", Int64(abandoned)) }
+        if let drainMs { w.line("drain_ms", drainMs) }
+        if let stoppedAtNs { w.line("stopped_at_ns", stoppedAtNs) }
+        return w.overflow ? nil : w.count
     }
 
     /// The record as a whole format-1 file (what earlier versions wrote by
@@ -150,6 +160,58 @@ public struct ShutdownRecord: Equatable, Sendable {
         drainMs = try num("drain_ms", UInt64.self)
         stoppedAtNs = try num("stopped_at_ns", UInt64.self)
         if state == .stopped && outcome == nil { throw DecodeError(reason: "stopped record without outcome") }
+    }
+}
+
+/// Appends "key=value\n" lines to a fixed buffer: bytes and decimal digits,
+/// no String building, no allocation.
+struct PayloadWriter {
+    let buffer: UnsafeMutableRawBufferPointer
+    private(set) var count = 0
+    private(set) var overflow = false
+
+    init(_ buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
+
+    private mutating func byte(_ b: UInt8) {
+        guard count < buffer.count else { overflow = true; return }
+        buffer[count] = b
+        count += 1
+    }
+
+    private mutating func text(_ s: String) {
+        var s = s
+        s.withUTF8 { for b in $0 { byte(b) } }
+    }
+
+    private mutating func digits(_ v: UInt64) {
+        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes ≥ 20 digits
+        withUnsafeMutableBytes(of: &tmp) { t in
+            var v = v, n = 0
+            repeat { t[n] = UInt8(truncatingIfNeeded: v % 10) + 48; v /= 10; n += 1 } while v > 0
+            while n > 0 { n -= 1; byte(t[n]) }
+        }
+    }
+
+    mutating func line(_ key: StaticString, _ value: String) {
+        key.withUTF8Buffer { for b in $0 { byte(b) } }
+        byte(61)  // =
+        text(value)
+        byte(10)
+    }
+
+    mutating func line(_ key: StaticString, _ value: UInt64) {
+        key.withUTF8Buffer { for b in $0 { byte(b) } }
+        byte(61)
+        digits(value)
+        byte(10)
+    }
+
+    mutating func line(_ key: StaticString, _ value: Int64) {
+        key.withUTF8Buffer { for b in $0 { byte(b) } }
+        byte(61)
+        if value < 0 { byte(45) }
+        digits(value.magnitude)
+        byte(10)
     }
 }
 

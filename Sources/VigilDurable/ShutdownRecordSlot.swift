@@ -40,18 +40,27 @@ public struct ShutdownRecordSlot: Equatable, Sendable {
 
     /// The slot's 4096 bytes, or nil when the payload does not fit.
     public func encoded() -> [UInt8]? {
-        let payload = record.payload()
-        guard payload.count <= Self.maxPayload else { return nil }
-        var out = ShutdownRecord.magic
-        out.reserveCapacity(Self.size)
-        out.appendLE(Self.version)
-        out.appendLE(UInt16(0))
-        out.appendLE(UInt32(payload.count))
-        out.appendLE(sequence)
-        out.append(contentsOf: payload)
-        out.append(contentsOf: repeatElement(0, count: Self.crcOffset - out.count))
-        out.appendLE(CRC32C.checksum(out))
-        return out
+        var out = [UInt8](repeating: 0, count: Self.size)
+        return encode(into: &out) ? out : nil
+    }
+
+    /// Encodes into `buffer` (4096 bytes) in place, without allocating;
+    /// false when the payload does not fit.
+    func encode(into buffer: inout [UInt8]) -> Bool {
+        precondition(buffer.count == Self.size)
+        return buffer.withUnsafeMutableBytes { b in
+            guard let n = record.writePayload(into: UnsafeMutableRawBufferPointer(rebasing: b[Self.headerSize..<Self.crcOffset])) else { return false }
+            for (i, m) in ShutdownRecord.magic.enumerated() { b[i] = m }
+            b.storeBytes(of: Self.version.littleEndian, toByteOffset: 8, as: UInt16.self)
+            b.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+            b.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 12, as: UInt32.self)
+            b.storeBytes(of: sequence.littleEndian, toByteOffset: 16, as: UInt64.self)
+            let end = Self.headerSize + n
+            UnsafeMutableRawBufferPointer(rebasing: b[end..<Self.crcOffset]).initializeMemory(as: UInt8.self, repeating: 0)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<Self.crcOffset]))
+            b.storeBytes(of: crc.littleEndian, toByteOffset: Self.crcOffset, as: UInt32.self)
+            return true
+        }
     }
 
     /// Decodes one slot (exactly `size` bytes).

@@ -59,6 +59,7 @@ public final class ShutdownRecordStore {
     /// so a retry overwrites the same, possibly torn, slot.
     private var durableSlot = 0
     private var sequence: UInt64 = 0
+    private var slotBuffer = [UInt8](repeating: 0, count: ShutdownRecordSlot.size)
 
     /// false only for the crash tests' negative control (the directory
     /// fsync at the file's creation).
@@ -114,7 +115,22 @@ public final class ShutdownRecordStore {
         } else {
             try create(running)
         }
+        warmUpEncoding()
         return previous
+    }
+
+    /// Encodes (and throws away) records like the later transitions', so
+    /// the signal handler does not pay for first use of their code paths
+    /// and runtime metadata between the signal and its pwrite.
+    private func warmUpEncoding() {
+        guard var r = current else { return }
+        r.state = .stopping
+        r.signal = 15; r.senderPID = 1; r.senderUID = 0
+        r.stopRequestedAtNs = wallClockNanoseconds(); r.budgetMs = 1; r.inFlight = 0
+        _ = ShutdownRecordSlot(sequence: sequence + 1, record: r).encode(into: &slotBuffer)
+        r.state = .stopped
+        r.outcome = .clean; r.abandoned = 0; r.drainMs = 0; r.stoppedAtNs = wallClockNanoseconds()
+        _ = ShutdownRecordSlot(sequence: sequence + 2, record: r).encode(into: &slotBuffer)
     }
 
     /// The signal handler's first act: one pwrite, one fdatasync.
@@ -149,11 +165,12 @@ public final class ShutdownRecordStore {
 
     // MARK: Writing
 
-    private func slotBytes(_ r: ShutdownRecord, sequence: UInt64) throws(SystemCallError) -> [UInt8] {
-        guard let bytes = ShutdownRecordSlot(sequence: sequence, record: r).encoded() else {
+    /// Encodes into `slotBuffer`, allocated and touched at start-up: the
+    /// signal handler's encoding allocates nothing.
+    private func encodeSlot(_ r: ShutdownRecord, sequence: UInt64) throws(SystemCallError) {
+        guard ShutdownRecordSlot(sequence: sequence, record: r).encode(into: &slotBuffer) else {
             throw SystemCallError("encode \(Self.recordName): payload of \(r.payload().count) bytes exceeds a slot's \(ShutdownRecordSlot.maxPayload)", .fileTooLarge)
         }
-        return bytes
     }
 
     /// Creates the format-2 file holding `running` in slot 0 and an empty
@@ -162,7 +179,8 @@ public final class ShutdownRecordStore {
     /// refuse them), file and directory fsync'd. The descriptor stays open
     /// for the in-place writes.
     private func create(_ running: ShutdownRecord) throws(SystemCallError) {
-        let bytes = try slotBytes(running, sequence: 1) + [UInt8](repeating: 0, count: ShutdownRecordSlot.size)
+        try encodeSlot(running, sequence: 1)
+        let bytes = slotBuffer + [UInt8](repeating: 0, count: ShutdownRecordSlot.size)
         let tmp = Self.recordName + ".tmp"
         let h = try fs.create(tmp)
         do throws(SystemCallError) {
@@ -197,9 +215,9 @@ public final class ShutdownRecordStore {
         // write left in its slot is older than the retry's.
         sequence += 1
         let target = 1 - durableSlot
-        let bytes = try slotBytes(r, sequence: sequence)
+        try encodeSlot(r, sequence: sequence)
         do throws(SystemCallError) {
-            try fs.write(handle, bytes, at: UInt64(target * ShutdownRecordSlot.size))
+            try fs.write(handle, slotBuffer, at: UInt64(target * ShutdownRecordSlot.size))
         } catch {
             throw SystemCallError("pwrite(\(Self.recordName), slot \(target))", error.errno)
         }
