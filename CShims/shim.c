@@ -135,6 +135,13 @@ int cvigil_thread_cpus(int *cpus, int capacity) {
     return n;
 }
 
+int cvigil_thread_set_cpus(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : -errno;
+}
+
 int cvigil_ring_wait(cvigil_ring *r) {
     struct io_uring_cqe *cqe = NULL;
     return io_uring_wait_cqe(&r->ring, &cqe);

@@ -221,7 +221,7 @@ trial() {  # pass server d
             if [ -e "$dir/.clean_shutdown.tmp" ]; then tmp=1; fi
             cls=$([ "$ok" = 1 ] && echo marker || echo no-marker) ;;
         inplace)
-            if [ "$(head -c 14 "$dir/.clean_shutdown.slot" 2>/dev/null)" = clean-shutdown ]; then ok=1; fi
+            if [ "$(head -c 14 "$dir/.clean_shutdown.slot" 2>/dev/null | tr -d '\0')" = clean-shutdown ]; then ok=1; fi
             cls=$([ "$ok" = 1 ] && echo marker || echo no-marker) ;;
         vigild)
             if [ -e "$dir/shutdown.record.tmp" ]; then tmp=1; fi

@@ -19,6 +19,11 @@
 #      turns: vigil-bench turns --sessions 64 (journal group commits in flight)
 #
 #   scripts/bench-record.sh [--trials N] [--writes N] [--loads "idle ping turns"] [--skip-build]
+#                           [--binaries "NAME=PATH NAME=PATH …"]
+#
+# --binaries compares vigild builds (e.g. io_uring worker policies): their
+# trials alternate, one start each in turn, so they share the disturbances;
+# each gets its own state directory per load.
 #
 # Markdown on stdout, progress and raw values on stderr. Medians and p99 are
 # nearest rank. Goal (issue 11): SIGTERM → durable median, idle, ≤ 1.3 × the
@@ -29,12 +34,14 @@ trials=40
 writes=400
 loads="idle ping turns"
 build=1
+binaries=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --trials) trials="$2"; shift 2 ;;
         --writes) writes="$2"; shift 2 ;;
         --loads) loads="$2"; shift 2 ;;
         --skip-build) build=0; shift ;;
+        --binaries) binaries="$2"; shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-record.sh: unknown argument '$1' (try --help)" >&2; exit 64 ;;
     esac
@@ -63,6 +70,13 @@ if [ "$build" = 1 ]; then
 fi
 for f in "$bin/vigild" "$bin/vigil-bench"; do
     [ -x "$f" ] || { log "missing $f (run without --skip-build)"; exit 1; }
+done
+[ -n "$binaries" ] || binaries="vigild=$bin/vigild"
+declare -A vigild_of
+names=()
+for nb in $binaries; do
+    names+=("${nb%%=*}"); vigild_of[${nb%%=*}]="${nb#*=}"
+    [ -x "${nb#*=}" ] || { log "missing ${nb#*=}"; exit 1; }
 done
 
 cat >"$work/blockwrite.c" <<'EOF'
@@ -155,11 +169,11 @@ taskset -c 1 "$work/blockwrite" "$work/floor" "$writes" >"$work/floor.before"
 cat "$work/floor.before" >&2
 
 # One start, load, SIGTERM, exit; appends the two latencies.
-trial() {  # load dir tag (the files the latencies go to)
-    local load="$1" dir="$2" tag="$3" port err
+trial() {  # load dir tag (the files the latencies go to) binary
+    local load="$1" dir="$2" tag="$3" vbin="$4" port err
     port=$(free_port)
     err="$work/vigild.err"
-    VIGIL_DEBUG_SIGNAL_LATENCY=1 VIGIL_LOG_LEVEL=notice taskset -c 1 "$bin/vigild" \
+    VIGIL_DEBUG_SIGNAL_LATENCY=1 VIGIL_LOG_LEVEL=notice taskset -c 1 "$vbin" \
         --listen "127.0.0.1:$port" --state-dir "$dir" >/dev/null 2>"$err" &
     server_pid=$!
     wait_for_port "$port" "$server_pid"
@@ -182,13 +196,18 @@ trial() {  # load dir tag (the files the latencies go to)
 
 declare -A vis dur
 for load in $loads; do
-    dir="$work/state-$load"
-    : >"$work/$load.visible"; : >"$work/$load.durable"
-    trial idle "$dir" warmup  # creates the record file (first start); not counted
-    for i in $(seq 1 "$trials"); do trial "$load" "$dir" "$load"; done
-    vis[$load]=$(stats <"$work/$load.visible")
-    dur[$load]=$(stats <"$work/$load.durable")
-    log "$load: visible ${vis[$load]}, durable ${dur[$load]} (n median p99 max µs)"
+    for nm in "${names[@]}"; do
+        : >"$work/$nm-$load.visible"; : >"$work/$nm-$load.durable"
+        trial idle "$work/state-$nm-$load" warmup "${vigild_of[$nm]}"  # creates the record file (first start); not counted
+    done
+    for i in $(seq 1 "$trials"); do
+        for nm in "${names[@]}"; do trial "$load" "$work/state-$nm-$load" "$nm-$load" "${vigild_of[$nm]}"; done
+    done
+    for nm in "${names[@]}"; do
+        vis[$nm-$load]=$(stats <"$work/$nm-$load.visible")
+        dur[$nm-$load]=$(stats <"$work/$nm-$load.durable")
+        log "$nm $load: visible ${vis[$nm-$load]}, durable ${dur[$nm-$load]} (n median p99 max µs)"
+    done
 done
 
 log "floor (after): $writes rounds"
@@ -210,20 +229,22 @@ paste -d' ' "$work/floor.before" "$work/floor.after" | awk '{
 echo
 echo "vigild, SIGTERM sent → stopping record (vigild's own stamps; $trials starts per condition):"
 echo
-echo "| condition | n | → pwrite returned (SIGKILL-safe) median µs | p99 µs | → fdatasync returned (durable) median µs | p99 µs | max µs |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| build | condition | n | → pwrite returned (SIGKILL-safe) median µs | p99 µs | max µs | → fdatasync returned (durable) median µs | p99 µs | max µs |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for load in $loads; do
-    read -r vn vm vp vx <<<"${vis[$load]}"
-    read -r dn dm dp dx <<<"${dur[$load]}"
-    echo "| $load | $dn | $vm | $vp | $dm | $dp | $dx |"
+    for nm in "${names[@]}"; do
+        read -r vn vm vp vx <<<"${vis[$nm-$load]}"
+        read -r dn dm dp dx <<<"${dur[$nm-$load]}"
+        echo "| $nm | $load | $dn | $vm | $vp | $vx | $dm | $dp | $dx |"
+    done
 done
 fb=$(awk '$1 == "size=4096" && $2 == "cache=warm" { sub("durable_med_us=", "", $6); print $6 }' "$work/floor.before")
 fa=$(awk '$1 == "size=4096" && $2 == "cache=warm" { sub("durable_med_us=", "", $6); print $6 }' "$work/floor.after")
 if [[ " $loads " == *" idle "* ]]; then
-    read -r _ im _ _ <<<"${dur[idle]}"
+    read -r _ im _ _ <<<"${dur[${names[0]}-idle]}"
     echo
     awk -v v="$im" -v a="$fb" -v b="$fa" 'BEGIN {
         f = (a + b) / 2
-        printf "Goal (idle SIGTERM → durable median ≤ 1.3 × the floor'"'"'s 4096-byte pwrite + fdatasync median): %.1f µs / %.1f µs (mean of before %.1f and after %.1f) = %.2f: %s\n", v, f, a, b, v / f, (v / f <= 1.3 ? "met" : "NOT met")
+        printf "Goal (idle SIGTERM → durable median ≤ 1.3 × the floor'"'"'s 4096-byte pwrite + fdatasync median; first build): %.1f µs / %.1f µs (mean of before %.1f and after %.1f) = %.2f: %s\n", v, f, a, b, v / f, (v / f <= 1.3 ? "met" : "NOT met")
     }'
 fi

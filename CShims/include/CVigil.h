@@ -73,5 +73,7 @@ int cvigil_ring_set_iowq_affinity(cvigil_ring *ring, const int *cpus, int count)
 // The calling thread's CPU affinity (sched_getaffinity) as CPU numbers:
 // how many were written, or -errno.
 int cvigil_thread_cpus(int *cpus, int capacity);
+// Pins the calling thread to `cpus` (sched_setaffinity): 0 or -errno.
+int cvigil_thread_set_cpus(const int *cpus, int count);
 
 #endif

@@ -107,7 +107,9 @@ public final class ShutdownRecordStore {
             previous.keptAs = kept
         }
         try AtomicFile.replace(Self.reportName, with: Array((previous.json() + "\n").utf8), in: fs, syncDirectory: syncDirectory)
-        if case .slots(let contents) = found, let newest = contents.newest {
+        // (A sequence number near its end — only a crafted file has one —
+        // starts a new file rather than wrap.)
+        if case .slots(let contents) = found, let newest = contents.newest, newest.slot.sequence < UInt64.max / 2 {
             handle = try fs.openForWriting(Self.recordName)
             durableSlot = newest.index
             sequence = newest.slot.sequence

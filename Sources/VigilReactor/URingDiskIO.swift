@@ -9,7 +9,11 @@ import SystemPackage
 /// complete inline: the journal's fdatasyncs, writes that would block) may
 /// run, and how many. By default they inherit the loop's CPU affinity and
 /// the kernel allows min(SQ entries, 4 × CPUs) bounded workers; when the
-/// daemon is pinned to one core they take turns with the loop thread on it.
+/// daemon is pinned to one core they share it with the loop thread. Under
+/// the turn journal's load vigild runs one such worker (group commit
+/// serializes the flushes), which mostly sleeps in fdatasync; moving it off
+/// the loop's core or capping the pool at one worker measured no better for
+/// the kill race (docs/benchmarks.md), so the default is the kernel's.
 public struct IOWorkerPolicy: Sendable, Equatable {
     /// At most this many bounded workers (regular-file I/O); nil: the kernel's default.
     public var maxBoundedWorkers: UInt32?
