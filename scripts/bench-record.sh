@@ -5,7 +5,7 @@
 #    fdatasync, timed alone by a small C program built by this script, in a
 #    directory on the same file system as vigild's state directory, each
 #    after --gap-ms (300) of quiet like vigild's single write after its
-#    start (back-to-back flushes measure 2-3 × faster on this VM's disk).
+#    start (back-to-back flushes measure several times faster on this VM's disk).
 #    512- and 4096-byte writes alternate, with the page cached ("warm") and
 #    evicted first with posix_fadvise(DONTNEED) ("cold": a 512-byte write
 #    into an uncached 4 KiB page must read it first). Run before and after
