@@ -61,13 +61,8 @@ public final class ShutdownRecordStore {
     private var sequence: UInt64 = 0
     private var slotBuffer = [UInt8](repeating: 0, count: ShutdownRecordSlot.size)
 
-    /// false only for the crash tests' negative control (the directory
-    /// fsync at the file's creation).
-    let syncDirectory: Bool
-
-    public init(fs: any StateFileSystem, syncDirectory: Bool = !AtomicFile.skipDirectorySync) {
+    public init(fs: any StateFileSystem) {
         self.fs = fs
-        self.syncDirectory = syncDirectory
     }
 
     deinit {
@@ -106,7 +101,7 @@ public final class ShutdownRecordStore {
             try fs.syncDirectory()
             previous.keptAs = kept
         }
-        try AtomicFile.replace(Self.reportName, with: Array((previous.json() + "\n").utf8), in: fs, syncDirectory: syncDirectory)
+        try AtomicFile.replace(Self.reportName, with: Array((previous.json() + "\n").utf8), in: fs)
         // (A sequence number near its end — only a crafted file has one —
         // starts a new file rather than wrap.)
         if case .slots(let contents) = found, let newest = contents.newest, newest.slot.sequence < UInt64.max / 2 {
@@ -195,7 +190,7 @@ public final class ShutdownRecordStore {
             throw error
         }
         do throws(SystemCallError) {
-            if syncDirectory { try fs.syncDirectory() }
+            try fs.syncDirectory()
         } catch {
             try? fs.close(h)
             throw error

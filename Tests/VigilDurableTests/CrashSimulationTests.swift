@@ -93,13 +93,13 @@ final class CrashSimulationTests: XCTestCase {
         return t
     }()
 
-    private func sweep(seed: Seed, outcome: ShutdownRecord.Outcome, syncDirectory: Bool = true,
+    private func sweep(seed: Seed, outcome: ShutdownRecord.Outcome,
                        wrap: (SimulatedStateFileSystem) -> any StateFileSystem = { $0 }) throws -> (violations: [String], points: Int) {
         // A dry run to learn the steps.
         let dry = try seededFS(seed)
         let base = dry.steps
         var markers: [Marker] = []
-        try runLifecycle(ShutdownRecordStore(fs: wrap(dry), syncDirectory: syncDirectory), fs: dry, outcome: outcome, markers: &markers)
+        try runLifecycle(ShutdownRecordStore(fs: wrap(dry)), fs: dry, outcome: outcome, markers: &markers)
         let total = dry.steps
         var violations: [String] = []
         var points = 0
@@ -110,7 +110,7 @@ final class CrashSimulationTests: XCTestCase {
                 fs.crashAtStep = k
                 var ignored: [Marker] = []
                 do {
-                    try runLifecycle(ShutdownRecordStore(fs: wrap(fs), syncDirectory: syncDirectory), fs: fs, outcome: outcome, markers: &ignored)
+                    try runLifecycle(ShutdownRecordStore(fs: wrap(fs)), fs: fs, outcome: outcome, markers: &ignored)
                     XCTAssertEqual(k, total, "only the step past the end runs to completion")
                 } catch {}
                 switch ending {
@@ -179,14 +179,14 @@ final class CrashSimulationTests: XCTestCase {
         // undoes the new file and everything written into it: the sweep
         // must notice, or it proves nothing.
         for seed in [Seed.empty, .version1] {
-            let (v, _) = try sweep(seed: seed, outcome: .clean, syncDirectory: false)
+            let (v, _) = try sweep(seed: seed, outcome: .clean, wrap: { WithoutFlushes($0, directory: true) })
             XCTAssertFalse(v.isEmpty, "the crash sweep cannot detect a missing directory fsync (\(seed))")
         }
     }
 
     func testNegativeControlWithoutDataSyncFails() throws {
         // Without the fdatasync an in-place record is visible but not durable.
-        let (v, _) = try sweep(seed: .slots, outcome: .clean, wrap: { WithoutDataSync($0) })
+        let (v, _) = try sweep(seed: .slots, outcome: .clean, wrap: { WithoutFlushes($0, data: true) })
         XCTAssertFalse(v.isEmpty, "the crash sweep cannot detect a missing fdatasync")
         XCTAssertTrue(v.contains { $0.contains("power loss") && $0.contains("found clean, want [\"crash\"]") }, v.joined(separator: "\n"))
     }
@@ -208,22 +208,28 @@ final class CrashSimulationTests: XCTestCase {
     }
 }
 
-/// The negative control's file system: everything but the fdatasync.
-final class WithoutDataSync: StateFileSystem {
+/// The negative controls' file system: everything but the fdatasync, or
+/// but the directory fsync.
+final class WithoutFlushes: StateFileSystem {
     let inner: any StateFileSystem
-    init(_ inner: any StateFileSystem) { self.inner = inner }
+    let skipData: Bool, skipDirectory: Bool
+    init(_ inner: any StateFileSystem, data: Bool = false, directory: Bool = false) {
+        self.inner = inner
+        skipData = data
+        skipDirectory = directory
+    }
     func read(_ name: String) throws(SystemCallError) -> [UInt8]? { try inner.read(name) }
     func create(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.create(name) }
     func write(_ handle: StateFileHandle, _ bytes: [UInt8]) throws(SystemCallError) { try inner.write(handle, bytes) }
     func sync(_ handle: StateFileHandle) throws(SystemCallError) { try inner.sync(handle) }
     func close(_ handle: StateFileHandle) throws(SystemCallError) { try inner.close(handle) }
     func rename(_ from: String, to: String) throws(SystemCallError) { try inner.rename(from, to: to) }
-    func syncDirectory() throws(SystemCallError) { try inner.syncDirectory() }
+    func syncDirectory() throws(SystemCallError) { if !skipDirectory { try inner.syncDirectory() } }
     func remove(_ name: String) throws(SystemCallError) { try inner.remove(name) }
     func exists(_ name: String) -> Bool { inner.exists(name) }
     func list() throws(SystemCallError) -> [String] { try inner.list() }
     func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.openForWriting(name) }
     func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) { try inner.write(handle, bytes, at: offset) }
-    func dataSync(_ handle: StateFileHandle) throws(SystemCallError) {}
+    func dataSync(_ handle: StateFileHandle) throws(SystemCallError) { if !skipData { try inner.dataSync(handle) } }
     func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) { try inner.truncate(handle, to: size) }
 }

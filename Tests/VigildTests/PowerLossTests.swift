@@ -54,7 +54,8 @@ final class PowerLossTests: XCTestCase {
         try onLoopImage(name, live: { live in
             if existingFile { try cleanRun(live + "/state") }
             let fs = SwitchableDataSync(try PosixStateFileSystem(path: live + "/state"))
-            let store = ShutdownRecordStore(fs: fs, syncDirectory: syncDirectory)
+            fs.skipDirectory = !syncDirectory
+            let store = ShutdownRecordStore(fs: fs)
             let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: "test")
             _ = try store.takeOver(running: running, currentBootID: running.bootID)
             fs.skip = !flushStopping
@@ -242,11 +243,13 @@ final class PowerLossTests: XCTestCase {
     }
 }
 
-/// The fdatasync-less file system of the negative control, armed after
-/// the take-over (a test double: the library has no such switch).
+/// The negative controls' file system (a test double: the library has no
+/// switch that leaves a flush out): no fdatasync once `skip` is armed, no
+/// directory fsync with `skipDirectory`.
 final class SwitchableDataSync: StateFileSystem {
     let inner: any StateFileSystem
     var skip = false
+    var skipDirectory = false
     init(_ inner: any StateFileSystem) { self.inner = inner }
     func read(_ name: String) throws(SystemCallError) -> [UInt8]? { try inner.read(name) }
     func create(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.create(name) }
@@ -254,7 +257,7 @@ final class SwitchableDataSync: StateFileSystem {
     func sync(_ handle: StateFileHandle) throws(SystemCallError) { try inner.sync(handle) }
     func close(_ handle: StateFileHandle) throws(SystemCallError) { try inner.close(handle) }
     func rename(_ from: String, to: String) throws(SystemCallError) { try inner.rename(from, to: to) }
-    func syncDirectory() throws(SystemCallError) { try inner.syncDirectory() }
+    func syncDirectory() throws(SystemCallError) { if !skipDirectory { try inner.syncDirectory() } }
     func remove(_ name: String) throws(SystemCallError) { try inner.remove(name) }
     func exists(_ name: String) -> Bool { inner.exists(name) }
     func list() throws(SystemCallError) -> [String] { try inner.list() }
