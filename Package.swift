@@ -126,6 +126,6 @@ let package = Package(
         .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"], swiftSettings: swift5),
         .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
-        .testTarget(name: "VigildTests", dependencies: ["VigilReactor"], swiftSettings: swift5),
+        .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable"], swiftSettings: swift5),
     ]
 )

@@ -66,6 +66,7 @@ int cvigil_get_affinity(pid_t pid, int *cpus, int max) {
 
 /* ---- io_uring ---- */
 #include <liburing.h>
+#include <sched.h>
 #include <stdlib.h>
 
 struct cvigil_ring { struct io_uring ring; };
@@ -128,6 +129,38 @@ int cvigil_ring_peek(cvigil_ring *r, uint64_t *user_data, int32_t *res) {
     *res = cqe->res;
     io_uring_cqe_seen(&r->ring, cqe);
     return 1;
+}
+
+int cvigil_ring_set_iowq_max_workers(cvigil_ring *r, unsigned *bounded, unsigned *unbounded) {
+    unsigned v[2] = { *bounded, *unbounded };
+    int e = io_uring_register_iowq_max_workers(&r->ring, v);
+    if (e < 0) return e;
+    *bounded = v[0];
+    *unbounded = v[1];
+    return 0;
+}
+
+int cvigil_ring_set_iowq_affinity(cvigil_ring *r, const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    return io_uring_register_iowq_aff(&r->ring, sizeof set, &set);
+}
+
+int cvigil_thread_cpus(int *cpus, int capacity) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -errno;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < capacity; c++) if (CPU_ISSET(c, &set)) cpus[n++] = c;
+    return n;
+}
+
+int cvigil_thread_set_cpus(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : -errno;
 }
 
 int cvigil_ring_wait(cvigil_ring *r) {

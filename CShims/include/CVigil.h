@@ -69,5 +69,17 @@ int cvigil_ring_submit(cvigil_ring *ring);
 int cvigil_ring_peek(cvigil_ring *ring, uint64_t *user_data, int32_t *res);
 // Blocks until a completion is waiting (used only when closing the ring).
 int cvigil_ring_wait(cvigil_ring *ring);
+// io_uring_register_iowq_max_workers: caps the ring's io-wq worker threads
+// ([0] bounded: regular-file I/O, [1] unbounded); 0 leaves a cap unchanged.
+// The previous caps are returned in place.
+int cvigil_ring_set_iowq_max_workers(cvigil_ring *ring, unsigned *bounded, unsigned *unbounded);
+// io_uring_register_iowq_aff: the CPUs the ring's io-wq workers may run on
+// (must lie within the task's cpuset, else -EINVAL).
+int cvigil_ring_set_iowq_affinity(cvigil_ring *ring, const int *cpus, int count);
+// The calling thread's CPU affinity (sched_getaffinity) as CPU numbers:
+// how many were written, or -errno.
+int cvigil_thread_cpus(int *cpus, int capacity);
+// Pins the calling thread to `cpus` (sched_setaffinity): 0 or -errno.
+int cvigil_thread_set_cpus(const int *cpus, int count);
 
 #endif

@@ -129,6 +129,7 @@ public enum Daemon {
         // 5. The application.
         let context = DaemonContext(name: name, reactor: reactor, previousRun: previous, stateDirectory: stateFS,
                                     budget: budget, logger: logger, notifier: notifier)
+        context.store = store
         let service: Service
         do {
             // Orphans re-parented to us (PID 1 in a container, a subreaper)

@@ -24,6 +24,8 @@ public final class DaemonContext: @unchecked Sendable {
     /// The daemon's logger (``DaemonConfiguration/logger``).
     public let logger: Logger
     let notifier: ServiceNotifier
+    /// Set once the stop sequence exists (read-only to the service).
+    var store: ShutdownRecordStore?
 
     init(name: String, reactor: Reactor, previousRun: PreviousRun, stateDirectory: PosixStateFileSystem,
          budget: StopBudget, logger: Logger, notifier: ServiceNotifier) {
@@ -38,6 +40,15 @@ public final class DaemonContext: @unchecked Sendable {
 
     /// Whether a service manager listens for notifications (`NOTIFY_SOCKET`).
     public var underServiceManager: Bool { notifier.isEnabled }
+
+    /// CLOCK_MONOTONIC stamps of the last shutdown-record write: when its
+    /// `pwrite` returned (safe from SIGKILL from then on) and when its
+    /// `fdatasync` returned (safe from power loss). In ``DaemonService/stopAdmitting(_:)``
+    /// they belong to the `stopping` record just written; (0, 0) before any.
+    public var lastRecordWrite: (visibleNs: UInt64, durableNs: UInt64) {
+        guard let store else { return (0, 0) }
+        return (store.lastWriteVisibleNs, store.lastWriteDurableNs)
+    }
 
     /// Sends `STATUS=text` to the service manager (nothing without one).
     /// READY=1 and STOPPING=1 are the entry point's: they follow the records.

@@ -10,16 +10,9 @@ import Glibc
 import VigilReactor
 
 public enum AtomicFile {
-    /// Debug switch for the power-loss test's negative control
-    /// (`VIGIL_DEBUG_SKIP_DIR_FSYNC=1`): omits the directory fsync, which
-    /// must make that test fail. Never set it in production.
-    public static let skipDirectorySync: Bool = {
-        guard let v = getenv("VIGIL_DEBUG_SKIP_DIR_FSYNC") else { return false }
-        return String(cString: v) == "1"
-    }()
-
-    public static func replace(_ name: String, with bytes: [UInt8], in fs: any StateFileSystem,
-                               syncDirectory: Bool = !skipDirectorySync) throws(SystemCallError) {
+    // No switch leaves a flush out: the negative controls of the crash and
+    // power-loss tests wrap the file system instead (test doubles).
+    public static func replace(_ name: String, with bytes: [UInt8], in fs: any StateFileSystem) throws(SystemCallError) {
         let tmp = name + ".tmp"
         let h = try fs.create(tmp)
         do throws(SystemCallError) {
@@ -32,6 +25,6 @@ public enum AtomicFile {
         }
         try fs.close(h)
         try fs.rename(tmp, to: name)
-        if syncDirectory { try fs.syncDirectory() }
+        try fs.syncDirectory()
     }
 }

@@ -1,6 +1,9 @@
-// The shutdown record: one small file whose state moves
-// running → stopping → stopped, like PostgreSQL's pg_control. Format
-// (docs/shutdown.md):
+// The shutdown record: its state moves running → stopping → stopped, like
+// PostgreSQL's pg_control. The record's content is a payload of UTF-8
+// "key=value\n" lines; it is framed either in a slot of the fixed-size
+// record file (format 2, ShutdownRecordSlot.swift, written in place) or, in
+// format 1 — the rename-based file of earlier versions, still read so a
+// state directory can be migrated — as (docs/shutdown.md):
 //   "VIGILSR\0"  8 bytes magic
 //   version      UInt16 LE (1)
 //   reserved     UInt16 LE (0)
@@ -48,29 +51,48 @@ public struct ShutdownRecord: Equatable, Sendable {
     }
 
     public static let magic: [UInt8] = Array("VIGILSR".utf8) + [0]
-    public static let formatVersion: UInt16 = 1
+    /// The rename-based whole-file format (read for migration).
+    public static let version1: UInt16 = 1
 
-    // MARK: Encoding
+    // MARK: Payload
 
-    public func encoded() -> [UInt8] {
-        var lines: [(String, String)] = [
-            ("state", state.rawValue), ("pid", "\(pid)"), ("boot_id", bootID),
-            ("started_at_ns", "\(startedAtNs)"), ("version", version),
-        ]
-        if let signal { lines.append(("signal", "\(signal)")) }
-        if let senderPID { lines.append(("sender_pid", "\(senderPID)")) }
-        if let senderUID { lines.append(("sender_uid", "\(senderUID)")) }
-        if let stopRequestedAtNs { lines.append(("stop_requested_at_ns", "\(stopRequestedAtNs)")) }
-        if let budgetMs { lines.append(("budget_ms", "\(budgetMs)")) }
-        if let inFlight { lines.append(("in_flight", "\(inFlight)")) }
-        if let outcome { lines.append(("outcome", outcome.rawValue)) }
-        if let abandoned { lines.append(("abandoned", "\(abandoned)")) }
-        if let drainMs { lines.append(("drain_ms", "\(drainMs)")) }
-        if let stoppedAtNs { lines.append(("stopped_at_ns", "\(stoppedAtNs)")) }
-        var payload: [UInt8] = []
-        for (k, v) in lines { payload.append(contentsOf: Array("\(k)=\(v)\n".utf8)) }
+    /// The "key=value\n" lines shared by both formats.
+    public func payload() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 1024 + bootID.utf8.count + version.utf8.count)
+        let n = out.withUnsafeMutableBytes { writePayload(into: $0) }!
+        out.removeSubrange(n...)
+        return out
+    }
+
+    /// Writes the payload at the start of `buffer` without allocating (the
+    /// signal handler encodes `stopping` this way, into a buffer prepared at
+    /// start-up): its length, or nil when it does not fit.
+    func writePayload(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        var w = PayloadWriter(buffer)
+        w.line("state", state.rawValue)
+        w.line("pid", Int64(pid))
+        w.line("boot_id", bootID)
+        w.line("started_at_ns", startedAtNs)
+        w.line("version", version)
+        if let signal { w.line("signal", Int64(signal)) }
+        if let senderPID { w.line("sender_pid", Int64(senderPID)) }
+        if let senderUID { w.line("sender_uid", UInt64(senderUID)) }
+        if let stopRequestedAtNs { w.line("stop_requested_at_ns", stopRequestedAtNs) }
+        if let budgetMs { w.line("budget_ms", budgetMs) }
+        if let inFlight { w.line("in_flight", Int64(inFlight)) }
+        if let outcome { w.line("outcome", outcome.rawValue) }
+        if let abandoned { w.line("abandoned", Int64(abandoned)) }
+        if let drainMs { w.line("drain_ms", drainMs) }
+        if let stoppedAtNs { w.line("stopped_at_ns", stoppedAtNs) }
+        return w.overflow ? nil : w.count
+    }
+
+    /// The record as a whole format-1 file (what earlier versions wrote by
+    /// rename; kept for tests of the migration).
+    public func version1Encoded() -> [UInt8] {
+        let payload = payload()
         var out = Self.magic
-        out.appendLE(Self.formatVersion)
+        out.appendLE(Self.version1)
         out.appendLE(UInt16(0))
         out.appendLE(UInt32(payload.count))
         out.append(contentsOf: payload)
@@ -83,12 +105,13 @@ public struct ShutdownRecord: Equatable, Sendable {
         public var description: String { reason }
     }
 
-    public init(decoding bytes: [UInt8]) throws(DecodeError) {
+    /// Decodes a whole format-1 file.
+    public init(version1 bytes: [UInt8]) throws(DecodeError) {
         guard !bytes.isEmpty else { throw DecodeError(reason: "empty file") }
         guard bytes.count >= 20 else { throw DecodeError(reason: "truncated: \(bytes.count) bytes") }
         guard Array(bytes[0..<8]) == Self.magic else { throw DecodeError(reason: "wrong magic") }
         let version = bytes.readLE(UInt16.self, at: 8)
-        guard version == Self.formatVersion else { throw DecodeError(reason: "unsupported format version \(version)") }
+        guard version == Self.version1 else { throw DecodeError(reason: "unsupported format version \(version)") }
         let length = Int(bytes.readLE(UInt32.self, at: 12))
         guard bytes.count == 16 + length + 4 else {
             throw DecodeError(reason: "length mismatch: header says \(length) payload bytes, file has \(bytes.count - 20)")
@@ -98,8 +121,13 @@ public struct ShutdownRecord: Equatable, Sendable {
         guard stored == computed else {
             throw DecodeError(reason: "CRC32C mismatch (stored \(hex(stored)), computed \(hex(computed)))")
         }
+        try self.init(payload: bytes[16..<(16 + length)])
+    }
+
+    /// Parses the "key=value\n" lines (already checked by a CRC).
+    public init(payload: ArraySlice<UInt8>) throws(DecodeError) {
         var fields: [String: String] = [:]
-        for line in String(decoding: bytes[16..<(16 + length)], as: UTF8.self).split(separator: "\n") {
+        for line in String(decoding: payload, as: UTF8.self).split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { throw DecodeError(reason: "malformed payload line") }
             fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
         }
@@ -135,7 +163,59 @@ public struct ShutdownRecord: Equatable, Sendable {
     }
 }
 
-private func hex(_ v: UInt32) -> String {
+/// Appends "key=value\n" lines to a fixed buffer: bytes and decimal digits,
+/// no String building, no allocation.
+struct PayloadWriter {
+    let buffer: UnsafeMutableRawBufferPointer
+    private(set) var count = 0
+    private(set) var overflow = false
+
+    init(_ buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
+
+    private mutating func byte(_ b: UInt8) {
+        guard count < buffer.count else { overflow = true; return }
+        buffer[count] = b
+        count += 1
+    }
+
+    private mutating func text(_ s: String) {
+        var s = s
+        s.withUTF8 { for b in $0 { byte(b) } }
+    }
+
+    private mutating func digits(_ v: UInt64) {
+        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes ≥ 20 digits
+        withUnsafeMutableBytes(of: &tmp) { t in
+            var v = v, n = 0
+            repeat { t[n] = UInt8(truncatingIfNeeded: v % 10) + 48; v /= 10; n += 1 } while v > 0
+            while n > 0 { n -= 1; byte(t[n]) }
+        }
+    }
+
+    mutating func line(_ key: StaticString, _ value: String) {
+        key.withUTF8Buffer { for b in $0 { byte(b) } }
+        byte(61)  // =
+        text(value)
+        byte(10)
+    }
+
+    mutating func line(_ key: StaticString, _ value: UInt64) {
+        key.withUTF8Buffer { for b in $0 { byte(b) } }
+        byte(61)
+        digits(value)
+        byte(10)
+    }
+
+    mutating func line(_ key: StaticString, _ value: Int64) {
+        key.withUTF8Buffer { for b in $0 { byte(b) } }
+        byte(61)
+        if value < 0 { byte(45) }
+        digits(value.magnitude)
+        byte(10)
+    }
+}
+
+func hex(_ v: UInt32) -> String {
     let s = String(v, radix: 16)
     return "0x" + String(repeating: "0", count: 8 - s.count) + s
 }

@@ -1,8 +1,15 @@
 // Reading, taking over and advancing the shutdown record in the state
-// directory. Every transition is an `AtomicFile.replace`: data fsync,
-// rename, directory fsync — synchronous syscalls, deliberately not io_uring,
-// because the `stopping` record must be durable before the signal handler
-// returns and anything else (a drain task, a log line) runs.
+// directory. The record file (format 2, ShutdownRecordSlot) is created once
+// at its full size — tmp file, fsync, rename, directory fsync — and from then
+// on every transition is one `pwrite` of one 4096-byte slot and one
+// `fdatasync`: safe from SIGKILL once the pwrite has returned (the kernel has
+// the page), durable against power loss once the fdatasync has, and the
+// fdatasync needs no file-system journal commit because no name, size or
+// allocation changes. Synchronous syscalls, deliberately not io_uring: the
+// `stopping` record must be written before the signal handler returns and
+// anything else (a drain task, a log line) runs. A format-1 file (earlier
+// versions' rename-based record) is still read, and replaced by a format-2
+// file at the next take-over.
 import Glibc
 import VigilReactor
 
@@ -18,50 +25,112 @@ public final class ShutdownRecordStore {
         case corrupt(String)
     }
 
+    /// What is in the record file, by format.
+    enum Found {
+        case absent
+        case version1(ReadResult)
+        case slots(ShutdownRecordSlot.FileContents)
+        case unreadable(String)
+
+        var result: ReadResult {
+            switch self {
+            case .absent: return .absent
+            case .version1(let r): return r
+            case .unreadable(let why): return .corrupt(why)
+            case .slots(let contents):
+                if let newest = contents.newest { return .valid(newest.slot.record) }
+                return .corrupt("no valid slot (\(contents.reasons))")
+            }
+        }
+    }
+
     public let fs: any StateFileSystem
     /// The record as last made durable by this process.
     public private(set) var current: ShutdownRecord?
+    /// CLOCK_MONOTONIC when the last transition's `pwrite` returned (safe
+    /// from SIGKILL) and when its flush returned (durable); for benchmarks.
+    public private(set) var lastWriteVisibleNs: UInt64 = 0
+    public private(set) var lastWriteDurableNs: UInt64 = 0
 
-    /// false only for the crash tests' negative control.
-    let syncDirectory: Bool
+    /// The record file, open for the life of the store (O_NOFOLLOW, 0600).
+    private var handle: StateFileHandle?
+    /// The slot holding the newest record this process knows to be durable;
+    /// the next write goes to the other one. Unchanged after a failed write,
+    /// so a retry overwrites the same, possibly torn, slot.
+    private var durableSlot = 0
+    private var sequence: UInt64 = 0
+    private var slotBuffer = [UInt8](repeating: 0, count: ShutdownRecordSlot.size)
 
-    public init(fs: any StateFileSystem, syncDirectory: Bool = !AtomicFile.skipDirectorySync) {
+    public init(fs: any StateFileSystem) {
         self.fs = fs
-        self.syncDirectory = syncDirectory
+    }
+
+    deinit {
+        if let handle { try? fs.close(handle) }
     }
 
     /// Reads the record without changing anything.
-    public func read() -> ReadResult {
+    public func read() -> ReadResult { find().result }
+
+    func find() -> Found {
         let bytes: [UInt8]?
         do { bytes = try fs.read(Self.recordName) } catch {
-            return .corrupt("cannot read \(Self.recordName): \(error)")
+            return .unreadable("cannot read \(Self.recordName): \(error)")
         }
         guard let bytes else { return .absent }
-        do { return .valid(try ShutdownRecord(decoding: bytes)) } catch {
-            return .corrupt(error.reason)
+        if ShutdownRecordSlot.isSlotFile(bytes) { return .slots(ShutdownRecordSlot.decodeFile(bytes)) }
+        do { return .version1(.valid(try ShutdownRecord(version1: bytes))) } catch {
+            return .version1(.corrupt(error.reason))
         }
     }
 
     /// Start-up, with the directory lock held: classify the previous run,
     /// set an unreadable record aside, keep the report, then make `running`
-    /// durable. The old record is replaced only by the last step, so a crash
-    /// anywhere in here leaves either the old record (classified the same
-    /// way next time) or the new `running` one.
+    /// durable — in place when the file has format 2 and a valid slot,
+    /// otherwise by creating the format-2 file (first use, migration from
+    /// format 1, or after a corrupt file was set aside). The previous record
+    /// is overwritten only by that last step, so a crash anywhere in here
+    /// leaves either the old record (classified the same way next time) or
+    /// the new `running` one.
     public func takeOver(running: ShutdownRecord, currentBootID: String) throws(SystemCallError) -> PreviousRun {
-        var previous = PreviousRun.classify(read(), currentBootID: currentBootID)
+        let found = find()
+        var previous = PreviousRun.classify(found.result, currentBootID: currentBootID)
         if previous.classification == .corrupt {
             let kept = "\(Self.recordName).corrupt-\(running.startedAtNs)"
             try fs.rename(Self.recordName, to: kept)
             try fs.syncDirectory()
             previous.keptAs = kept
         }
-        try AtomicFile.replace(Self.reportName, with: Array((previous.json() + "\n").utf8), in: fs, syncDirectory: syncDirectory)
-        try AtomicFile.replace(Self.recordName, with: running.encoded(), in: fs, syncDirectory: syncDirectory)
-        current = running
+        try AtomicFile.replace(Self.reportName, with: Array((previous.json() + "\n").utf8), in: fs)
+        // (A sequence number near its end — only a crafted file has one —
+        // starts a new file rather than wrap.)
+        if case .slots(let contents) = found, let newest = contents.newest, newest.slot.sequence < UInt64.max / 2 {
+            handle = try fs.openForWriting(Self.recordName)
+            durableSlot = newest.index
+            sequence = newest.slot.sequence
+            try write(running)
+        } else {
+            try create(running)
+        }
+        warmUpEncoding()
         return previous
     }
 
-    /// The signal handler's first act.
+    /// Encodes (and throws away) records like the later transitions', so
+    /// the signal handler does not pay for first use of their code paths
+    /// and runtime metadata between the signal and its pwrite.
+    private func warmUpEncoding() {
+        guard var r = current else { return }
+        r.state = .stopping
+        r.signal = 15; r.senderPID = 1; r.senderUID = 0
+        r.stopRequestedAtNs = wallClockNanoseconds(); r.budgetMs = 1; r.inFlight = 0
+        _ = ShutdownRecordSlot(sequence: sequence + 1, record: r).encode(into: &slotBuffer)
+        r.state = .stopped
+        r.outcome = .clean; r.abandoned = 0; r.drainMs = 0; r.stoppedAtNs = wallClockNanoseconds()
+        _ = ShutdownRecordSlot(sequence: sequence + 2, record: r).encode(into: &slotBuffer)
+    }
+
+    /// The signal handler's first act: one pwrite, one fdatasync.
     public func markStopping(signal: SignalInfo, budgetMs: UInt64, inFlight: Int) throws(SystemCallError) {
         guard var r = current else { preconditionFailure("markStopping before takeOver") }
         r.state = .stopping
@@ -71,8 +140,7 @@ public final class ShutdownRecordStore {
         r.stopRequestedAtNs = wallClockNanoseconds()
         r.budgetMs = budgetMs
         r.inFlight = inFlight
-        try AtomicFile.replace(Self.recordName, with: r.encoded(), in: fs, syncDirectory: syncDirectory)
-        current = r
+        try write(r)
     }
 
     /// The drain is over (clean, or cut short with `abandoned` items).
@@ -83,14 +151,80 @@ public final class ShutdownRecordStore {
         r.abandoned = abandoned
         r.drainMs = drainMs
         r.stoppedAtNs = wallClockNanoseconds()
-        try AtomicFile.replace(Self.recordName, with: r.encoded(), in: fs, syncDirectory: syncDirectory)
-        current = r
+        try write(r)
     }
 
     /// The report written by the running instance at its start, if any.
     public func readReport() -> String? {
         guard let b = try? fs.read(Self.reportName) else { return nil }
         return String(decoding: b, as: UTF8.self).trimmingCharacters(in: "\n")
+    }
+
+    // MARK: Writing
+
+    /// Encodes into `slotBuffer`, allocated and touched at start-up: the
+    /// signal handler's encoding allocates nothing.
+    private func encodeSlot(_ r: ShutdownRecord, sequence: UInt64) throws(SystemCallError) {
+        guard ShutdownRecordSlot(sequence: sequence, record: r).encode(into: &slotBuffer) else {
+            throw SystemCallError("encode \(Self.recordName): payload of \(r.payload().count) bytes exceeds a slot's \(ShutdownRecordSlot.maxPayload)", .fileTooLarge)
+        }
+    }
+
+    /// Creates the format-2 file holding `running` in slot 0 and an empty
+    /// slot 1, at its final size, its blocks allocated by real writes (not a
+    /// hole: later overwrites must need no allocation, so a full disk cannot
+    /// refuse them), file and directory fsync'd. The descriptor stays open
+    /// for the in-place writes.
+    private func create(_ running: ShutdownRecord) throws(SystemCallError) {
+        try encodeSlot(running, sequence: 1)
+        let bytes = slotBuffer + [UInt8](repeating: 0, count: ShutdownRecordSlot.size)
+        let tmp = Self.recordName + ".tmp"
+        let h = try fs.create(tmp)
+        do throws(SystemCallError) {
+            try fs.write(h, bytes)
+            try fs.sync(h)
+            try fs.rename(tmp, to: Self.recordName)
+        } catch {
+            try? fs.close(h)
+            try? fs.remove(tmp)
+            throw error
+        }
+        do throws(SystemCallError) {
+            try fs.syncDirectory()
+        } catch {
+            try? fs.close(h)
+            throw error
+        }
+        handle = h
+        durableSlot = 0
+        sequence = 1
+        current = running
+        lastWriteDurableNs = monotonicNanoseconds()
+        lastWriteVisibleNs = lastWriteDurableNs
+    }
+
+    /// One transition in place: the slot not holding the newest durable
+    /// record, one pwrite, one fdatasync. Nothing else, so that the signal
+    /// handler's first syscalls are exactly these two.
+    private func write(_ r: ShutdownRecord) throws(SystemCallError) {
+        guard let handle else { preconditionFailure("record write before takeOver") }
+        // The sequence grows even when a write fails, so whatever the failed
+        // write left in its slot is older than the retry's.
+        sequence += 1
+        let target = 1 - durableSlot
+        try encodeSlot(r, sequence: sequence)
+        do throws(SystemCallError) {
+            try fs.write(handle, slotBuffer, at: UInt64(target * ShutdownRecordSlot.size))
+        } catch {
+            throw SystemCallError("pwrite(\(Self.recordName), slot \(target))", error.errno)
+        }
+        lastWriteVisibleNs = monotonicNanoseconds()
+        do throws(SystemCallError) { try fs.dataSync(handle) } catch {
+            throw SystemCallError("fdatasync(\(Self.recordName), slot \(target))", error.errno)
+        }
+        lastWriteDurableNs = monotonicNanoseconds()
+        durableSlot = target
+        current = r
     }
 }
 

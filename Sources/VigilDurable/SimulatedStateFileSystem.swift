@@ -52,9 +52,19 @@ public final class SimulatedStateFileSystem: StateFileSystem {
     }
 
     /// The machine lost power: only fsynced data and directory entries remain.
-    public func powerLoss() {
+    /// `writtenBack` picks the 512-byte sectors of not-yet-synced overwrites
+    /// that the device had written when the power went (a torn write); by
+    /// default none.
+    public func powerLoss(writtenBack: (_ sector: Int) -> Bool = { _ in false }) {
         names = durableNames
-        for inode in inodes.values { inode.data = inode.durable }
+        for inode in inodes.values {
+            let common = min(inode.data.count, inode.durable.count)
+            for sector in 0..<((common + 511) / 512) where writtenBack(sector) {
+                let r = (sector * 512)..<min(common, (sector + 1) * 512)
+                inode.durable.replaceSubrange(r, with: inode.data[r])
+            }
+            inode.data = inode.durable
+        }
         handles = [:]
         let live = Set(names.values)
         inodes = inodes.filter { live.contains($0.key) }
@@ -134,7 +144,10 @@ public final class SimulatedStateFileSystem: StateFileSystem {
     }
 
     public func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) {
-        try step("pwrite", allocates: true)
+        // Overwriting blocks the file already has allocates nothing (ext4,
+        // XFS), so a full disk refuses only a pwrite that extends the file.
+        let extends = handles[handle].map { Int(offset) + bytes.count > inodes[$0]!.data.count } ?? false
+        try step("pwrite", allocates: extends)
         guard let id = handles[handle] else { throw SystemCallError("pwrite", .badFileDescriptor) }
         let inode = inodes[id]!
         let end = Int(offset) + bytes.count

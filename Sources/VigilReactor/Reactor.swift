@@ -39,6 +39,9 @@ public final class Reactor: @unchecked Sendable {
     public struct Options: Sendable {
         /// io_uring or the syscall fallback (default: io_uring when allowed).
         public var ioUring: IOUringMode = .automatic
+        /// Placement and number of io_uring's worker threads (default: the
+        /// kernel's; docs/benchmarks.md measured the alternatives as no better).
+        public var ioWorkers: IOWorkerPolicy = .kernelDefault
         /// Events taken from epoll per iteration.
         public var eventBatch: Int = 256
         /// Jobs run per iteration before polling again.
@@ -125,9 +128,10 @@ public final class Reactor: @unchecked Sendable {
             disk = SyscallDiskIO(reason: "disabled by configuration", deliver: deliver)
             logger.info("io_uring disabled by configuration: disk I/O uses pwrite/fdatasync")
         case .automatic:
-            switch URingDiskIO.make() {
+            switch URingDiskIO.make(workers: options.ioWorkers) {
             case .success(let ring):
                 disk = ring
+                if let note = ring.workerSetup { logger.info("io_uring: \(note)") }
                 _ = try register(ring.eventFD, interest: .readable) { _ in ring.reap() }
             case .failure(let error):
                 disk = SyscallDiskIO(reason: "\(error)", deliver: deliver)

@@ -5,6 +5,31 @@ import CVigil
 import Glibc
 import SystemPackage
 
+/// Where io_uring's worker threads (`iou-wrk`, which run what cannot
+/// complete inline: the journal's fdatasyncs, writes that would block) may
+/// run, and how many. By default they inherit the loop's CPU affinity and
+/// the kernel allows min(SQ entries, 4 × CPUs) bounded workers; when the
+/// daemon is pinned to one core they share it with the loop thread. Under
+/// the turn journal's load vigild runs one such worker (group commit
+/// serializes the flushes), which mostly sleeps in fdatasync; moving it off
+/// the loop's core or capping the pool at one worker measured no better for
+/// the kill race (docs/benchmarks.md), so the default is the kernel's.
+public struct IOWorkerPolicy: Sendable, Equatable {
+    /// At most this many bounded workers (regular-file I/O); nil: the kernel's default.
+    public var maxBoundedWorkers: UInt32?
+    /// When the loop thread may run on exactly one CPU, let the workers run
+    /// on the other online CPUs instead (where the cpuset allows).
+    public var keepOffLoneLoopCPU: Bool
+
+    public init(maxBoundedWorkers: UInt32? = nil, keepOffLoneLoopCPU: Bool = false) {
+        self.maxBoundedWorkers = maxBoundedWorkers
+        self.keepOffLoneLoopCPU = keepOffLoneLoopCPU
+    }
+
+    /// The kernel's defaults, untouched.
+    public static let kernelDefault = IOWorkerPolicy()
+}
+
 final class URingDiskIO: DiskIO {
     let kind = DiskIOBackendKind.ioUring
     let fallbackReason: String? = nil
@@ -35,9 +60,13 @@ final class URingDiskIO: DiskIO {
     private(set) var inFlight = 0
     private var closed = false
 
+    /// What was done about the worker threads, for the log (nil: nothing asked).
+    private(set) var workerSetup: String?
+
     /// Sets up a ring, or says why the kernel refused (EPERM under seccomp
     /// or io_uring_disabled, ENOSYS on old kernels, ENOMEM under memlock).
-    static func make(entries: UInt32 = 256) -> Result<URingDiskIO, SystemCallError> {
+    /// Call on the loop thread: io-wq settings belong to the registering task.
+    static func make(entries: UInt32 = 256, workers: IOWorkerPolicy = .kernelDefault) -> Result<URingDiskIO, SystemCallError> {
         let efd: Int32
         do { efd = try Syscall.eventfd() } catch { return .failure(error) }
         var ring: OpaquePointer?
@@ -46,7 +75,31 @@ final class URingDiskIO: DiskIO {
             Syscall.close(efd)
             return .failure(SystemCallError("io_uring_setup", Errno(rawValue: -r)))
         }
-        return .success(URingDiskIO(ring: ring, entries: entries, eventFD: efd))
+        let io = URingDiskIO(ring: ring, entries: entries, eventFD: efd)
+        io.apply(workers)
+        return .success(io)
+    }
+
+    /// Best effort: a kernel that refuses (before 5.15, or a cpuset that
+    /// forbids the other CPUs) keeps its defaults, which work.
+    private func apply(_ policy: IOWorkerPolicy) {
+        var notes: [String] = []
+        if let cap = policy.maxBoundedWorkers {
+            var bounded = cap, unbounded: UInt32 = 0
+            let r = cvigil_ring_set_iowq_max_workers(ring, &bounded, &unbounded)
+            notes.append(r == 0 ? "at most \(cap) bounded io-wq workers (was \(bounded))" : "io-wq worker cap refused: \(Errno(rawValue: -r))")
+        }
+        if policy.keepOffLoneLoopCPU {
+            var mine = [Int32](repeating: 0, count: 1024)
+            let n = cvigil_thread_cpus(&mine, Int32(mine.count))
+            let online = Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+            if n == 1 && online > 1 {
+                let others = (0..<online).filter { $0 != mine[0] }
+                let r = cvigil_ring_set_iowq_affinity(ring, others, Int32(others.count))
+                notes.append(r == 0 ? "io-wq workers kept off the loop's CPU \(mine[0])" : "io-wq affinity refused: \(Errno(rawValue: -r))")
+            }
+        }
+        workerSetup = notes.isEmpty ? nil : notes.joined(separator: "; ")
     }
 
     private init(ring: OpaquePointer, entries: UInt32, eventFD: Int32) {

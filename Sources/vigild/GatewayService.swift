@@ -119,7 +119,10 @@ final class GatewayService: DaemonService {
     func stopAdmitting(_ signal: SignalInfo) {
         if measureSignals {
             printSignalLatency(signal)
-            printLatency("signal-durable-ns", signal, until: monotonicNanoseconds())
+            // The record's own stamps: pwrite returned (safe from SIGKILL), fdatasync returned (durable).
+            let write = context.lastRecordWrite
+            printLatency("signal-visible-ns", signal, until: write.visibleNs)
+            printLatency("signal-durable-ns", signal, until: write.durableNs)
         }
         server.closeListeners(keeping: keep)
         gateway.stopAdmitting()

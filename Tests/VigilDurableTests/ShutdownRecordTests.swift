@@ -20,7 +20,10 @@ final class ShutdownRecordTests: XCTestCase {
     func testRoundTripOfEveryState() throws {
         for state in [ShutdownRecord.State.running, .stopping, .stopped] {
             let r = sampleRecord(state)
-            XCTAssertEqual(try ShutdownRecord(decoding: r.encoded()), r)
+            XCTAssertEqual(try ShutdownRecord(version1: r.version1Encoded()), r)
+            let slot = try XCTUnwrap(ShutdownRecordSlot(sequence: 7, record: r).encoded())
+            XCTAssertEqual(slot.count, 4096)
+            XCTAssertEqual(try ShutdownRecordSlot(decoding: slot[...]), ShutdownRecordSlot(sequence: 7, record: r))
         }
     }
 
@@ -31,7 +34,7 @@ final class ShutdownRecordTests: XCTestCase {
     }
 
     func testEveryKindOfDamageIsDetected() {
-        let good = sampleRecord(.stopping).encoded()
+        let good = sampleRecord(.stopping).version1Encoded()
         var cases: [(String, [UInt8])] = [
             ("empty", []),
             ("truncated header", Array(good.prefix(10))),
@@ -42,13 +45,146 @@ final class ShutdownRecordTests: XCTestCase {
         var wrongMagic = good; wrongMagic[0] ^= 0x20; cases.append(("wrong magic", wrongMagic))
         var wrongVersion = good; wrongVersion[8] = 2; cases.append(("wrong version", wrongVersion))
         for (name, bytes) in cases {
-            XCTAssertThrowsError(try ShutdownRecord(decoding: bytes), name)
+            XCTAssertThrowsError(try ShutdownRecord(version1: bytes), name)
         }
         // Every single-bit flip anywhere in the file is caught.
         for bit in 0..<(good.count * 8) {
             var flipped = good
             flipped[bit / 8] ^= UInt8(1 << (bit % 8))
-            XCTAssertThrowsError(try ShutdownRecord(decoding: flipped), "bit \(bit) flip accepted")
+            XCTAssertThrowsError(try ShutdownRecord(version1: flipped), "bit \(bit) flip accepted")
+        }
+    }
+
+    func testEveryKindOfSlotDamageIsDetected() throws {
+        let good = try XCTUnwrap(ShutdownRecordSlot(sequence: 3, record: sampleRecord(.stopping)).encoded())
+        func reason(_ bytes: [UInt8]) -> String? {
+            do { _ = try ShutdownRecordSlot(decoding: bytes[...]); return nil } catch { return error.reason }
+        }
+        XCTAssertEqual(reason([UInt8](repeating: 0, count: 4096)), "empty")
+        XCTAssertEqual(reason(Array(good.prefix(512)) + [UInt8](repeating: 0, count: 3584))?.hasPrefix("CRC32C mismatch"), true, "torn after one sector")
+        XCTAssertEqual(reason(Array(good.prefix(4000))), "slot of 4000 bytes")
+        // A slot whose CRC is right but whose header is not ours.
+        var otherVersion = good; otherVersion[8] = 3
+        otherVersion.replaceSubrange(4092..<4096, with: withUnsafeBytes(of: CRC32C.checksum(Array(otherVersion[0..<4092])).littleEndian, Array.init))
+        XCTAssertEqual(reason(otherVersion), "unsupported format version 3")
+        // Every single-bit flip in the header, payload and CRC; one per byte of the padding.
+        let payloadEnd = 24 + sampleRecord(.stopping).payload().count
+        for byte in 0..<4096 {
+            let bits = byte < payloadEnd || byte >= 4092 ? Array(0..<8) : [byte % 8]
+            for bit in bits {
+                var flipped = good
+                flipped[byte] ^= UInt8(1 << bit)
+                XCTAssertNotNil(reason(flipped), "byte \(byte) bit \(bit) flip accepted")
+            }
+        }
+        XCTAssertNil(ShutdownRecordSlot(sequence: 1, record: { var r = sampleRecord(); r.version = String(repeating: "x", count: 4096); return r }()).encoded(),
+                     "a payload larger than a slot is refused, not truncated")
+    }
+
+    /// A record file of format 2 with `a` in slot 0 and `b` in slot 1 (nil: empty).
+    private func slotFile(_ a: (UInt64, ShutdownRecord)?, _ b: (UInt64, ShutdownRecord)?) -> [UInt8] {
+        [a, b].flatMap { s in s.map { ShutdownRecordSlot(sequence: $0.0, record: $0.1).encoded()! } ?? [UInt8](repeating: 0, count: 4096) }
+    }
+
+    private func fs(holding bytes: [UInt8]) throws -> SimulatedStateFileSystem {
+        let fs = SimulatedStateFileSystem()
+        try AtomicFile.replace(ShutdownRecordStore.recordName, with: bytes, in: fs)
+        return fs
+    }
+
+    func testReadingPicksTheValidSlotWithTheHighestSequence() throws {
+        let running = sampleRecord(.running), stopping = sampleRecord(.stopping)
+        XCTAssertEqual(ShutdownRecordStore(fs: try fs(holding: slotFile((4, running), (5, stopping)))).read(), .valid(stopping))
+        XCTAssertEqual(ShutdownRecordStore(fs: try fs(holding: slotFile((6, running), (5, stopping)))).read(), .valid(running), "by sequence, not by position")
+        XCTAssertEqual(ShutdownRecordStore(fs: try fs(holding: slotFile((4, running), nil))).read(), .valid(running), "an empty slot")
+        var torn = slotFile((4, running), (5, stopping))
+        torn.replaceSubrange(4096 + 1024..<8192, with: [UInt8](repeating: 0, count: 3072))
+        XCTAssertEqual(ShutdownRecordStore(fs: try fs(holding: torn)).read(), .valid(running), "a torn newer slot: the older wins")
+        var bothBad = slotFile((4, running), (5, stopping))
+        bothBad[100] ^= 1; bothBad[4096 + 100] ^= 1
+        guard case .corrupt(let why) = ShutdownRecordStore(fs: try fs(holding: bothBad)).read() else { return XCTFail("both slots invalid must be corrupt") }
+        XCTAssertTrue(why.hasPrefix("no valid slot (slot 0: CRC32C mismatch"), why)
+        XCTAssertTrue(why.contains("; slot 1: CRC32C mismatch"), why)
+        guard case .corrupt = ShutdownRecordStore(fs: try fs(holding: [UInt8](repeating: 0, count: 8192))).read() else { return XCTFail("two empty slots") }
+    }
+
+    func testFormat1RecordIsReadAndMigratedAtTakeOver() throws {
+        var clean = sampleRecord(.stopped); clean.outcome = .clean; clean.abandoned = 0
+        let fs = try fs(holding: clean.version1Encoded())
+        XCTAssertEqual(ShutdownRecordStore(fs: fs).read(), .valid(clean), "format 1 is still read")
+        let store = ShutdownRecordStore(fs: fs)
+        let before = fs.journal.count
+        let prev = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
+        XCTAssertEqual(prev.classification, .clean, "classified from the format-1 record")
+        XCTAssertEqual(Array(fs.journal.suffix(5)), ["create shutdown.record.tmp", "write", "fsync", "rename shutdown.record.tmp shutdown.record", "fsync-dir"],
+                       "the format-2 file is created once: tmp, fsync, rename, directory fsync")
+        XCTAssertGreaterThan(fs.journal.count - before, 5)
+        XCTAssertEqual(fs.journal.last, "fsync-dir", "the new file's name is durable")
+        let file = try XCTUnwrap(try fs.read(ShutdownRecordStore.recordName))
+        XCTAssertEqual(file.count, 8192, "created at its final size")
+        XCTAssertEqual(file, slotFile((1, sampleRecord(.running)), nil))
+        XCTAssertFalse(fs.exists("shutdown.record.tmp"))
+        // From now on: in place, alternating, one pwrite and one fdatasync each.
+        let signal = SignalInfo(signal: SIGTERM, senderPID: 1, senderUID: 0, code: 0, value: 0, receivedAtNs: 1)
+        let mark = fs.journal.count
+        try store.markStopping(signal: signal, budgetMs: 9000, inFlight: 3)
+        XCTAssertEqual(Array(fs.journal[mark...]), ["pwrite", "fdatasync"])
+        XCTAssertEqual(ShutdownRecordSlot.decodeFile(try fs.read(ShutdownRecordStore.recordName)!).newest?.index, 1)
+        try store.markStopped(outcome: .clean, abandoned: 0, drainMs: 5)
+        XCTAssertEqual(Array(fs.journal[mark...]), ["pwrite", "fdatasync", "pwrite", "fdatasync"])
+        let contents = ShutdownRecordSlot.decodeFile(try fs.read(ShutdownRecordStore.recordName)!)
+        XCTAssertEqual(contents.newest?.index, 0)
+        XCTAssertEqual(contents.newest?.slot.sequence, 3)
+        XCTAssertEqual(contents.newest?.slot.record.state, .stopped)
+        guard case .success(let older) = contents.slots[1] else { return XCTFail() }
+        XCTAssertEqual(older.record.state, .stopping, "the previous record stays in the other slot")
+        XCTAssertEqual(fs.fileNames, ["last-shutdown.json", "shutdown.record"])
+        // The next start writes `running` in place too: no new name, no directory fsync.
+        let next = ShutdownRecordStore(fs: fs)
+        let mark2 = fs.journal.count
+        XCTAssertEqual(try next.takeOver(running: sampleRecord(.running), currentBootID: "boot-a").classification, .clean)
+        XCTAssertEqual(Array(fs.journal[mark2...].filter { !$0.contains("last-shutdown") }), ["write", "fsync", "fsync-dir", "pwrite", "fdatasync"])
+        XCTAssertEqual(ShutdownRecordSlot.decodeFile(try fs.read(ShutdownRecordStore.recordName)!).newest?.slot.sequence, 4)
+    }
+
+    func testFullDiskDoesNotStopTheStoppingRecord() throws {
+        let fs = SimulatedStateFileSystem()
+        let store = ShutdownRecordStore(fs: fs)
+        _ = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
+        fs.failWith = .noSpace  // the disk fills up while the daemon runs
+        let signal = SignalInfo(signal: SIGTERM, senderPID: 1, senderUID: 0, code: 0, value: 0, receivedAtNs: 1)
+        XCTAssertNoThrow(try store.markStopping(signal: signal, budgetMs: 9000, inFlight: 3))
+        XCTAssertEqual(store.read(), .valid(store.current!))
+        XCTAssertEqual(store.current?.state, .stopping)
+        XCTAssertNoThrow(try store.markStopped(outcome: .clean, abandoned: 0, drainMs: 1))
+        fs.powerLoss()
+        guard case .valid(let r) = ShutdownRecordStore(fs: fs).read() else { return XCTFail() }
+        XCTAssertEqual(r.state, .stopped, "durable although the disk is full")
+    }
+
+    func testAFailedWriteIsRetriedInTheSameSlot() throws {
+        let fs = SimulatedStateFileSystem()
+        let store = ShutdownRecordStore(fs: fs)
+        _ = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
+        let signal = SignalInfo(signal: SIGTERM, senderPID: 1, senderUID: 0, code: 0, value: 0, receivedAtNs: 1)
+        // The pwrite reaches the page cache, the flush fails: slot 1 may hold
+        // anything on the disk, so slot 0 (the durable `running`) must not be
+        // the next one overwritten.
+        fs.crashAtStep = fs.steps + 1
+        XCTAssertThrowsError(try store.markStopping(signal: signal, budgetMs: 1, inFlight: 0)) { error in
+            XCTAssertEqual((error as? SystemCallError)?.call, "fdatasync(shutdown.record, slot 1)")
+        }
+        XCTAssertEqual(store.current?.state, .running, "current is what is durable")
+        try store.markStopped(outcome: .cutShort, abandoned: 1, drainMs: 1)
+        let contents = ShutdownRecordSlot.decodeFile(try fs.read(ShutdownRecordStore.recordName)!)
+        guard case .success(let s0) = contents.slots[0], case .success(let s1) = contents.slots[1] else { return XCTFail(contents.reasons) }
+        XCTAssertEqual(s0.record.state, .running)
+        XCTAssertEqual(s0.sequence, 1)
+        XCTAssertEqual(s1.record.state, .stopped)
+        XCTAssertEqual(s1.sequence, 3, "the sequence grew past the failed write's")
+        fs.failWith = .ioError
+        XCTAssertThrowsError(try store.markStopped(outcome: .clean, abandoned: 0, drainMs: 1)) { error in
+            XCTAssertEqual(error as? SystemCallError, SystemCallError("pwrite(shutdown.record, slot 0)", .ioError))
         }
     }
 
@@ -76,7 +212,7 @@ final class ShutdownRecordTests: XCTestCase {
         let fs = SimulatedStateFileSystem()
         let store = ShutdownRecordStore(fs: fs)
         var r = sampleRecord(.running); r.pid = getpid()
-        try AtomicFile.replace(ShutdownRecordStore.recordName, with: r.encoded(), in: fs)
+        try AtomicFile.replace(ShutdownRecordStore.recordName, with: r.version1Encoded(), in: fs)
         let prev = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
         XCTAssertEqual(prev.classification, .crash)
     }
@@ -91,7 +227,20 @@ final class ShutdownRecordTests: XCTestCase {
         XCTAssertEqual(prev.keptAs, "shutdown.record.corrupt-\(running.startedAtNs)")
         XCTAssertEqual(try fs.read(prev.keptAs!), Array("not a record".utf8), "the bad bytes are kept for inspection")
         XCTAssertEqual(store.read(), .valid(running))
+        XCTAssertEqual(try fs.read(ShutdownRecordStore.recordName)?.count, 8192, "a new format-2 file")
         XCTAssertTrue(store.readReport()?.contains(#""classification":"corrupt""#) ?? false)
+    }
+
+    func testSlotFileWithNoValidSlotIsKeptAsideAndReplaced() throws {
+        var bad = slotFile((4, sampleRecord(.running)), (5, sampleRecord(.stopping)))
+        bad[10] ^= 0xFF; bad[4096 + 4095] ^= 0xFF
+        let fs = try fs(holding: bad)
+        let store = ShutdownRecordStore(fs: fs)
+        let running = sampleRecord(.running)
+        let prev = try store.takeOver(running: running, currentBootID: "boot-a")
+        XCTAssertEqual(prev.classification, .corrupt)
+        XCTAssertEqual(try fs.read(prev.keptAs!), bad)
+        XCTAssertEqual(try fs.read(ShutdownRecordStore.recordName), slotFile((1, running), nil))
     }
 
     func testWriteErrorsAreReportedExactly() {

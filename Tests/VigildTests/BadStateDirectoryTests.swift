@@ -111,22 +111,22 @@ final class BadStateDirectoryTests: XCTestCase {
         XCTAssertEqual(list.first { $0["session"] as? String == "a" }?["interrupted"] as? [String], [], "the refused turn 3 was never accepted")
     }
 
-    func testFullDiskAtStopIsReportedAndExitsNonZero() throws {
+    /// The shutdown record is rewritten in place into blocks it owns since
+    /// its creation (docs/shutdown.md), so a disk that fills up while the
+    /// daemon runs cannot refuse `stopping` or `stopped`: the stop completes
+    /// and is recorded. (What does need space, the journal's compaction at
+    /// close, fails and says so; its segments are kept.)
+    func testFullDiskAtStopStillRecordsTheStop() throws {
         try mountTmpfs(size: "256k")
         let state = mountPoint + "/state"
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
         try d.waitUntilListening()
         fill()
         d.signal(SIGTERM)
-        XCTAssertEqual(try d.waitForExit(), 1, "a record that could not be made durable is a failure")
-        XCTAssertTrue(d.log.contains("the stopping record is NOT durable"), d.log)
-        XCTAssertTrue(d.log.contains("No space left on device"), d.log)
-        // One story in the log, and the right prediction (issue 9).
-        XCTAssertFalse(d.log.contains("stopping record durable"), "never claims durable after NOT durable: \(d.log)")
-        XCTAssertFalse(d.log.contains("will report killed-during-drain"), d.log)
-        XCTAssertTrue(d.log.contains("the next start will report crash"), d.log)
-        // What is on disk is the truth as far as it could be written: running.
-        XCTAssertEqual(try classification(state), "crash")
+        XCTAssertEqual(try d.waitForExit(), 0, "both records were made durable")
+        XCTAssertFalse(d.log.contains("NOT durable"), d.log)
+        XCTAssertTrue(d.log.contains("No space left on device"), "the disk really was full: \(d.log)")
+        XCTAssertEqual(try classification(state), "clean")
     }
 
     func testStateDirectoryWithoutPermissionExits73() throws {

@@ -1,26 +1,142 @@
 import Foundation
 import Glibc
+import VigilDurable
+import VigilReactor
 import XCTest
 
 /// Power loss on a real filesystem: an ext4 image on a loop device mounted
-/// with commit=600, so only fsync commits anything. vigild is stopped with
-/// SIGTERM and SIGKILLed once its stopping record is durable; the image is
-/// copied at that moment (what the disk holds: page-cache contents that were
-/// never written back are not in it), the copy is mounted (ext4 journal
-/// replay, as after a reboot) and the next start's classification is read.
+/// with commit=600, so only fsync/fdatasync commits anything. vigild is
+/// stopped with SIGTERM and SIGKILLed once its stopping record is durable;
+/// the image is copied at that moment (what the disk holds: page-cache
+/// contents that were never written back are not in it), the copy is mounted
+/// (ext4 journal replay, as after a reboot) and the next start's
+/// classification is read.
 final class PowerLossTests: XCTestCase {
+    /// The record file exists (a first run created it and stopped cleanly);
+    /// the second run's `running` and `stopping` are in-place slot writes,
+    /// each made durable by one fdatasync and no journal commit.
     func testStoppingRecordSurvivesPowerLoss() throws {
-        XCTAssertEqual(try powerLossScenario(skipDirectorySync: false), "killed-during-drain")
+        let found = try onLoopImage("real", live: { live in
+            try cleanRun(live + "/state")
+            let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: ["VIGIL_DEBUG_DRAIN_MS": "60000"])
+            try d.waitUntilListening()
+            d.signal(SIGTERM)
+            XCTAssertTrue(waitForLog(d, "stopping record durable"), d.log)
+            d.signal(SIGKILL)
+            _ = try d.waitForExit()
+        }, after: { replayed in
+            try classification(replayed + "/state")
+        })
+        XCTAssertEqual(found, "killed-during-drain")
     }
 
-    /// The negative control: without the directory fsync the rename of the
-    /// stopping record is still only in memory when the power goes, so the
-    /// test above would fail. If this one ever sees killed-during-drain, the
-    /// power-loss simulation has stopped simulating anything.
-    func testNegativeControlWithoutDirectoryFsyncLosesTheRecord() throws {
-        let found = try powerLossScenario(skipDirectorySync: true)
-        XCTAssertNotEqual(found, "killed-during-drain", "skipping the directory fsync must lose the stopping record")
-        XCTAssertEqual(found, "crash", "the running record (committed by the tmp file's fsync) is what remains")
+    /// A first start: the record file is created (tmp, fsync, rename,
+    /// directory fsync) in the same run that is stopped.
+    func testStoppingRecordOfAFirstStartSurvivesPowerLoss() throws {
+        let found = try onLoopImage("first", live: { live in
+            let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: ["VIGIL_DEBUG_DRAIN_MS": "60000"])
+            try d.waitUntilListening()
+            d.signal(SIGTERM)
+            XCTAssertTrue(waitForLog(d, "stopping record durable"), d.log)
+            d.signal(SIGKILL)
+            _ = try d.waitForExit()
+        }, after: { replayed in
+            try classification(replayed + "/state")
+        })
+        XCTAssertEqual(found, "killed-during-drain")
+    }
+
+    /// The record's own writes, by the library alone (nothing else in the
+    /// process fsyncs, unlike vigild whose turn journal's flushes commit
+    /// every pending ext4 metadata change with them): take-over, then the
+    /// stopping slot, then the power cut.
+    private func libraryScenario(_ name: String, existingFile: Bool, syncDirectory: Bool = true, flushStopping: Bool = true) throws -> String {
+        try onLoopImage(name, live: { live in
+            if existingFile { try cleanRun(live + "/state") }
+            let fs = SwitchableDataSync(try PosixStateFileSystem(path: live + "/state"))
+            fs.skipDirectory = !syncDirectory
+            let store = ShutdownRecordStore(fs: fs)
+            let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: "test")
+            _ = try store.takeOver(running: running, currentBootID: running.bootID)
+            fs.skip = !flushStopping
+            try store.markStopping(signal: SignalInfo(signal: SIGTERM, senderPID: getpid(), senderUID: 0, code: 0, value: 0, receivedAtNs: 0), budgetMs: 1, inFlight: 0)
+            XCTAssertEqual(store.read(), .valid(store.current!), "visible before the power cut")
+        }, after: { replayed in
+            try classification(replayed + "/state")
+        })
+    }
+
+    func testLibraryStoppingRecordSurvivesPowerLoss() throws {
+        XCTAssertEqual(try libraryScenario("lib-existing", existingFile: true), "killed-during-drain")
+        XCTAssertEqual(try libraryScenario("lib-created", existingFile: false), "killed-during-drain")
+    }
+
+    /// The negative control: the same stopping slot written in place by the
+    /// same code, without its fdatasync, is lost at the power cut (the
+    /// running record before it, flushed, is what remains). If this one ever
+    /// sees killed-during-drain, the power-loss simulation has stopped
+    /// simulating anything.
+    func testNegativeControlWithoutFdatasyncLosesTheRecord() throws {
+        let found = try libraryScenario("control-fdatasync", existingFile: true, flushStopping: false)
+        XCTAssertNotEqual(found, "killed-during-drain", "skipping the fdatasync must lose the stopping record")
+        XCTAssertEqual(found, "crash", "the running record (flushed) is what remains")
+    }
+
+    /// The other negative control: the record file created (tmp, fsync,
+    /// rename) without the directory fsync. The rename is still only in
+    /// memory when the power goes, and the stopping record written into the
+    /// file — fdatasync'd — is lost with its name.
+    func testNegativeControlWithoutDirectoryFsyncAtCreationLosesTheRecord() throws {
+        let found = try libraryScenario("control-dir", existingFile: false, syncDirectory: false)
+        XCTAssertNotEqual(found, "killed-during-drain", "skipping the directory fsync at creation must lose the record")
+        XCTAssertEqual(found, "first-start", "the created file's name never reached the disk")
+    }
+
+    /// A full disk does not stop the stopping record: its slot is allocated
+    /// since the file's creation, and an overwrite needs no new block. The
+    /// disk is filled while vigild runs (checked: a new file cannot get a
+    /// block, which is what the rename-based record needed), then SIGTERM,
+    /// SIGKILL, power cut.
+    func testFullDiskDoesNotStopTheStoppingRecord() throws {
+        var log = ""
+        let found = try onLoopImage("full", live: { live in
+            let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: ["VIGIL_DEBUG_DRAIN_MS": "60000"])
+            try d.waitUntilListening()
+            // Down to the last block (this small image has 1 KiB blocks).
+            for (i, bs) in ["1M", "4k", "1k", "512"].enumerated() {
+                _ = try sh(["dd", "if=/dev/zero", "of=\(live)/fill-\(i)", "bs=\(bs)"])
+            }
+            _ = try sh(["sync", "-f", live])
+            let probe = open(live + "/state/probe", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            XCTAssertGreaterThanOrEqual(probe, 0)
+            var n = 0, e: Int32 = 0
+            for _ in 0..<8 {  // enough for what one record needs, as one write each
+                n = write(probe, [UInt8](repeating: 1, count: 300), 300)
+                e = errno
+                if n < 0 { break }
+                fsync(probe)
+            }
+            close(probe)
+            XCTAssertEqual(n, -1, "the disk must be full for this test to mean anything")
+            XCTAssertEqual(e, ENOSPC)
+            d.signal(SIGTERM)
+            XCTAssertTrue(waitForLog(d, "stopping record durable"), d.log)
+            d.signal(SIGKILL)
+            _ = try d.waitForExit()
+            log = d.log
+        }, after: { replayed in
+            try classification(replayed + "/state")
+        })
+        XCTAssertEqual(found, "killed-during-drain")
+        XCTAssertFalse(log.contains("NOT durable"), log)
+    }
+
+    /// Starts vigild on `stateDir` and stops it cleanly (creates the record file).
+    private func cleanRun(_ stateDir: String) throws {
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", stateDir])
+        try d.waitUntilListening()
+        d.signal(SIGTERM)
+        XCTAssertEqual(try d.waitForExit(), 0)
     }
 
     private func sh(_ args: [String]) throws -> (Int32, String) {
@@ -65,21 +181,6 @@ final class PowerLossTests: XCTestCase {
         XCTAssertEqual(m2.0, 0, m2.1)
         defer { _ = try? sh(["umount", replayed]) }
         return try after(replayed)
-    }
-
-    private func powerLossScenario(skipDirectorySync: Bool) throws -> String {
-        try onLoopImage(skipDirectorySync ? "control" : "real", live: { live in
-            var env = ["VIGIL_DEBUG_DRAIN_MS": "60000"]
-            if skipDirectorySync { env["VIGIL_DEBUG_SKIP_DIR_FSYNC"] = "1" }
-            let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: env)
-            try d.waitUntilListening()
-            d.signal(SIGTERM)
-            XCTAssertTrue(waitForLog(d, "stopping record durable"), d.log)
-            d.signal(SIGKILL)
-            _ = try d.waitForExit()
-        }, after: { replayed in
-            try classification(replayed + "/state")
-        })
     }
 
     /// Every turn the client saw `accepted` (and every session it saw
@@ -140,4 +241,28 @@ final class PowerLossTests: XCTestCase {
         })
         return (sessions, opened, accepted, replied)
     }
+}
+
+/// The negative controls' file system (a test double: the library has no
+/// switch that leaves a flush out): no fdatasync once `skip` is armed, no
+/// directory fsync with `skipDirectory`.
+final class SwitchableDataSync: StateFileSystem {
+    let inner: any StateFileSystem
+    var skip = false
+    var skipDirectory = false
+    init(_ inner: any StateFileSystem) { self.inner = inner }
+    func read(_ name: String) throws(SystemCallError) -> [UInt8]? { try inner.read(name) }
+    func create(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.create(name) }
+    func write(_ handle: StateFileHandle, _ bytes: [UInt8]) throws(SystemCallError) { try inner.write(handle, bytes) }
+    func sync(_ handle: StateFileHandle) throws(SystemCallError) { try inner.sync(handle) }
+    func close(_ handle: StateFileHandle) throws(SystemCallError) { try inner.close(handle) }
+    func rename(_ from: String, to: String) throws(SystemCallError) { try inner.rename(from, to: to) }
+    func syncDirectory() throws(SystemCallError) { if !skipDirectory { try inner.syncDirectory() } }
+    func remove(_ name: String) throws(SystemCallError) { try inner.remove(name) }
+    func exists(_ name: String) -> Bool { inner.exists(name) }
+    func list() throws(SystemCallError) -> [String] { try inner.list() }
+    func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.openForWriting(name) }
+    func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) { try inner.write(handle, bytes, at: offset) }
+    func dataSync(_ handle: StateFileHandle) throws(SystemCallError) { if !skip { try inner.dataSync(handle) } }
+    func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) { try inner.truncate(handle, to: size) }
 }

@@ -203,8 +203,10 @@ final class ShutdownEndToEndTests: XCTestCase {
 }
 
 /// Checks a strace of vigild: after the signalfd read that delivers SIGTERM,
-/// the record's tmp write, its fsync, the rename and the directory fsync come
-/// before any other write, close or send.
+/// the record's in-place write — one pwrite of one 4096-byte slot to the
+/// record file's descriptor, then one fdatasync of it — comes before any
+/// other write, close, send, open, rename or io_uring submission; the
+/// `stopped` record later is the same pair.
 struct OrderingCheck {
     let lines: [String]
 
@@ -236,28 +238,31 @@ struct OrderingCheck {
         guard let start = calls.firstIndex(where: { $0.name == "read" && $0.args.hasPrefix("\(sfd),") && $0.result == "128" }) else {
             return XCTFail("the signal was never read from the signalfd")
         }
+        // The record file's descriptor: opened (created as the tmp file and
+        // renamed, on a first start) at start-up and kept open.
+        guard let open = calls[..<start].lastIndex(where: {
+            $0.name == "openat" && ($0.args.contains("\"shutdown.record.tmp\"") || $0.args.contains("\"shutdown.record\"")) && $0.args.contains("O_WRONLY")
+        }) else {
+            return XCTFail("the record file was not opened for writing before the signal")
+        }
+        let recordFD = calls[open].result
         let after = Array(calls[(start + 1)...])
-        guard let open = after.firstIndex(where: { $0.name == "openat" && $0.args.contains("\"shutdown.record.tmp\"") }) else {
-            return XCTFail("no record written after the signal")
-        }
-        let tmpFD = after[open].result
-        let dirFD = String(after[open].args.split(separator: ",").first ?? "")
-        guard let dirSync = after.firstIndex(where: { $0.name == "fsync" && $0.args == dirFD }) else {
-            return XCTFail("no directory fsync after the signal")
-        }
-        let window = Array(after[0...dirSync])
-        let sequence = window.filter { ["openat", "write", "writev", "pwrite64", "close", "fsync", "fdatasync", "rename", "renameat", "renameat2", "sendto", "sendmsg", "shutdown", "io_uring_enter"].contains($0.name) }
-        let names = sequence.map { call -> String in
+        let relevant = after.filter { ["openat", "write", "writev", "pwrite64", "close", "fsync", "fdatasync", "rename", "renameat", "renameat2", "sendto", "sendmsg", "shutdown", "io_uring_enter"].contains($0.name) }
+        let names = relevant.map { call -> String in
             switch call.name {
-            case "openat": return call.args.contains("shutdown.record.tmp") ? "open-tmp" : "open-other"
-            case "write", "writev", "pwrite64": return call.args.hasPrefix("\(tmpFD),") ? "write-tmp" : "write-other(\(call.args.prefix(40)))"
-            case "fsync", "fdatasync": return call.args == tmpFD ? "fsync-tmp" : call.args == dirFD ? "fsync-dir" : "fsync-other"
-            case "close": return call.args == tmpFD ? "close-tmp" : "close-other(\(call.args))"
-            case "rename", "renameat", "renameat2": return call.args.contains("\"shutdown.record.tmp\"") && call.args.contains("\"shutdown.record\"") ? "rename" : "rename-other"
+            case "pwrite64" where call.args.hasPrefix("\(recordFD), "):
+                return call.args.hasSuffix(", 4096, 0") || call.args.hasSuffix(", 4096, 4096") ? "pwrite-slot" : "pwrite-record(\(call.args.suffix(12)))"
+            case "fdatasync" where call.args == recordFD: return "fdatasync-record"
+            case "openat": return "openat(\(call.args.prefix(40)))"
             default: return "\(call.name)(\(call.args.prefix(40)))"
             }
         }
-        XCTAssertEqual(names, ["open-tmp", "write-tmp", "fsync-tmp", "close-tmp", "rename", "fsync-dir"],
-                       "between the signalfd read and the directory fsync only the record's own I/O may happen")
+        XCTAssertEqual(Array(names.prefix(2)), ["pwrite-slot", "fdatasync-record"],
+                       "after the signalfd read, the record's pwrite and fdatasync come before any other write, close or send")
+        XCTAssertEqual(relevant.first?.result, "4096", "the whole slot in one pwrite")
+        // `stopped`: the same pair, later.
+        let rest = Array(names.dropFirst(2))
+        XCTAssertTrue(zip(rest, rest.dropFirst()).contains { $0 == "pwrite-slot" && $1 == "fdatasync-record" }, "the stopped record is one pwrite and one fdatasync too: \(rest)")
+        XCTAssertFalse(names.contains { $0.contains("shutdown.record") && $0.hasPrefix("openat") }, "no record file is opened or created after the signal")
     }
 }
