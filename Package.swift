@@ -3,7 +3,8 @@
 // Layers (each module depends only on those below it):
 //   CVigil (CShims/) → VigilReactor → VigilDurable → VigilLifecycle
 //     → VigilSystemd → VigilDaemon (the entry point) / VigilGateway
-//     → vigild, vigilctl, vigil-bench, line-worker (Examples/)
+//     → VigilSupervisor (`vigil run`: a program under the entry point)
+//     → vigild, vigil, vigilctl, vigil-bench, line-worker (Examples/)
 // VigilSystemd (sd_notify, watchdog, socket activation, journald, the unit's
 // stop timeout) sits between the lifecycle and the entry point.
 import PackageDescription
@@ -19,8 +20,10 @@ let package = Package(
         .library(name: "VigilSystemd", targets: ["VigilSystemd"]),
         .library(name: "VigilDaemon", targets: ["VigilDaemon"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
+        .library(name: "VigilSupervisor", targets: ["VigilSupervisor"]),
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigilctl", targets: ["vigilctl"]),
+        .executable(name: "vigil", targets: ["vigil"]),
         .executable(name: "vigil-bench", targets: ["vigil-bench"]),
     ],
     dependencies: [
@@ -85,6 +88,24 @@ let package = Package(
             dependencies: [
                 "VigilReactor", "VigilDurable", "VigilLifecycle",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // `vigil run`: any program under the entry point, with the ledger
+        // (docs/run.md). LineServer and the JSON scanner come from the gateway.
+        .target(
+            name: "VigilSupervisor",
+            dependencies: [
+                "CVigil", "VigilReactor", "VigilDurable", "VigilDaemon", "VigilGateway",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "vigil",
+            dependencies: [
+                "VigilDaemon", "VigilLifecycle", "VigilSupervisor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -185,6 +185,13 @@ public enum Daemon {
             if outcome == .cutShort { service.abandon() }
             notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned")
         }
+        // A supervised program's own end (DaemonContext+RunEnd.swift).
+        var runEndExitCode: Int32?
+        context.runEnder = { exit, openWork, exitCode in
+            guard stop.endWithoutStop() else { return false }
+            runEndExitCode = endRunWithoutStop(store, exit, openWork, exitCode, logger, notifier, reactor)
+            return true
+        }
         do {
             try stop.install()
             try StraySignals.install(on: reactor, logger: logger, name: name) { stop.handle($0) }
@@ -194,7 +201,7 @@ public enum Daemon {
         }
 
         logger.notice("\(name) ready (pid \(getpid()), state \(directory), stop timeout \(budget.stopTimeout.milliseconds) ms)")
-        notifier.ready(status: service.readyStatus ?? "serving")
+        if !service.sendsReadyItself { notifier.ready(status: service.readyStatus ?? "serving") }
         if notifier.isEnabled { refreshStatus(service, notifier, reactor, stop) }
         // Kept until the loop ends: its timer holds it weakly.
         let watchdog = WatchdogPinger(reactor: reactor, notifier: notifier)
@@ -210,7 +217,7 @@ public enum Daemon {
             return DaemonExit.fatal
         }
         service.finish()
-        return stop.exitCode
+        return runEndExitCode ?? stop.exitCode
     }
 
     /// STATUS= kept current while serving: every 5 s, sent only when the

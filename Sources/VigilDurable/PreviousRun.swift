@@ -60,6 +60,8 @@ public struct PreviousRun: Sendable, Equatable {
             if let n = r.inFlight { s += ", \(n) in flight at the signal" }
             if let a = r.abandoned { s += ", \(a) abandoned" }
             if let d = r.drainMs { s += ", drain \(d) ms" }
+            if let c = r.programExitStatus { s += ", program exited with status \(c) without a stop request" }
+            if let g = r.programExitSignal { s += ", program killed by signal \(g) without a stop request" }
         }
         if let why = corruption { s += ": \(why)" }
         if let kept = keptAs { s += "; unreadable record kept as \(kept)" }
@@ -90,6 +92,8 @@ public struct PreviousRun: Sendable, Equatable {
             if let v = r.abandoned { f.append(("abandoned", "\(v)")) }
             if let v = r.drainMs { f.append(("drain_ms", "\(v)")) }
             if let v = r.stoppedAtNs { f.append(("stopped_at_ns", "\(v)")) }
+            if let v = r.programExitStatus { f.append(("program_exit_status", "\(v)")) }
+            if let v = r.programExitSignal { f.append(("program_exit_signal", "\(v)")) }
         }
         return "{" + f.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }

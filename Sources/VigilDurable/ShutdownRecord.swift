@@ -41,6 +41,11 @@ public struct ShutdownRecord: Equatable, Sendable {
     public var abandoned: Int?
     public var drainMs: UInt64?
     public var stoppedAtNs: UInt64?
+    // A supervised program that ended without a stop request (`vigil run`):
+    // its exit status or the signal that killed it. Optional keys, so older
+    // readers still classify the record by its state alone.
+    public var programExitStatus: Int32?
+    public var programExitSignal: Int32?
 
     public init(running pid: Int32, bootID: String, startedAtNs: UInt64, version: String) {
         state = .running
@@ -84,6 +89,8 @@ public struct ShutdownRecord: Equatable, Sendable {
         if let abandoned { w.line("abandoned", Int64(abandoned)) }
         if let drainMs { w.line("drain_ms", drainMs) }
         if let stoppedAtNs { w.line("stopped_at_ns", stoppedAtNs) }
+        if let programExitStatus { w.line("program_exit_status", Int64(programExitStatus)) }
+        if let programExitSignal { w.line("program_exit_signal", Int64(programExitSignal)) }
         return w.overflow ? nil : w.count
     }
 
@@ -159,6 +166,8 @@ public struct ShutdownRecord: Equatable, Sendable {
         abandoned = try num("abandoned", Int.self)
         drainMs = try num("drain_ms", UInt64.self)
         stoppedAtNs = try num("stopped_at_ns", UInt64.self)
+        programExitStatus = try num("program_exit_status", Int32.self)
+        programExitSignal = try num("program_exit_signal", Int32.self)
         if state == .stopped && outcome == nil { throw DecodeError(reason: "stopped record without outcome") }
     }
 }

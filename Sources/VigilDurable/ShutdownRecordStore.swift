@@ -154,6 +154,27 @@ public final class ShutdownRecordStore {
         try write(r)
     }
 
+    /// A supervised program ended without a stop request (`vigil run`).
+    /// Exit 0 with no unit of work open is a clean end: `stopped/clean`.
+    /// Anything else keeps the state `running`, so every reader — older
+    /// ones too — classifies it as a crash; the exit status or signal and
+    /// the open units (`abandoned`) are added for the next start to report.
+    public func markProgramExited(_ exit: ChildExit, openWork: Int) throws(SystemCallError) {
+        guard var r = current else { preconditionFailure("markProgramExited before takeOver") }
+        switch exit {
+        case .exited(let code): r.programExitStatus = code
+        case .signaled(let signal): r.programExitSignal = signal
+        }
+        r.abandoned = openWork
+        r.stoppedAtNs = wallClockNanoseconds()
+        if exit == .exited(0) && openWork == 0 {
+            r.state = .stopped
+            r.outcome = .clean
+            r.drainMs = 0
+        }
+        try write(r)
+    }
+
     /// The report written by the running instance at its start, if any.
     public func readReport() -> String? {
         guard let b = try? fs.read(Self.reportName) else { return nil }

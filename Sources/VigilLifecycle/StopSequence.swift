@@ -105,6 +105,16 @@ public final class StopSequence: @unchecked Sendable {
         }
     }
 
+    /// The run ends without a stop request (a supervised program exited by
+    /// itself): no stop signal may begin a stop sequence from now on, whose
+    /// `stopping` record would overwrite the one describing this end.
+    /// Returns false when a stop has already begun (that stop decides).
+    public func endWithoutStop() -> Bool {
+        guard phase == .running else { return false }
+        phase = .stopped
+        return true
+    }
+
     private func begin(_ info: SignalInfo) {
         // Step 1 — nothing may come before this: no log line, no write to a
         // client, no close. The record is durable when markStopping returns.
@@ -176,8 +186,10 @@ public final class StopSequence: @unchecked Sendable {
 
     private func record(cutShort: Bool, reason: String) {
         phase = .stopped
-        let abandoned = cutShort ? inFlight() : 0
-        let outcome: ShutdownRecord.Outcome = cutShort ? .cutShort : .clean
+        // A drain that returned with work still in flight did not finish
+        // it: that work is abandoned, and the stop was not clean.
+        let abandoned = inFlight()
+        let outcome: ShutdownRecord.Outcome = cutShort || abandoned > 0 ? .cutShort : .clean
         let drainMs = (monotonicNanoseconds() - drainStartNs) / 1_000_000
         do { try store.markStopped(outcome: outcome, abandoned: abandoned, drainMs: drainMs) } catch {
             recordFailure = true
