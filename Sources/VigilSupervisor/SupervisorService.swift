@@ -141,7 +141,9 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
 
     public var sendsReadyItself: Bool { configuration.readiness != .immediate }
 
-    public var workInFlight: Int { ledger.openCount + (programExit == nil ? 1 : 0) }
+    /// The program counts as one unit until it ends by itself: killed by
+    /// vigil's SIGKILL, it stays counted (abandoned).
+    public var workInFlight: Int { ledger.openCount + (programExit == nil || killedGroup ? 1 : 0) }
 
     public var statusLine: String? {
         "running: pid \(programPID), \(ledger.openCount) unit(s) of work open"
@@ -178,7 +180,7 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
     }
 
     public func abandon() {
-        if !groupGone { signalGroup(SIGKILL) }
+        if !groupGone { _ = kill(-programPID, SIGKILL) }
         ledgerServer.closeAll()
     }
 
@@ -227,8 +229,9 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
     /// helpers too).
     private func signalGroup(_ signal: Int32) {
         guard programPID > 0 else { return }
-        if signal == SIGKILL { killedGroup = true }
-        if kill(-programPID, signal) != 0 && errno != ESRCH {
+        if kill(-programPID, signal) == 0 {
+            if signal == SIGKILL && (stopRequested || programExit == nil) { killedGroup = true }
+        } else if errno != ESRCH {
             logger.error("kill(-\(programPID), \(SignalSource.name(of: signal))) failed: \(String(cString: strerror(errno)))")
         }
     }
