@@ -255,4 +255,27 @@ final class ShutdownRecordTests: XCTestCase {
             XCTAssertEqual((error as? SystemCallError)?.errno, .readOnlyFileSystem)
         }
     }
+
+    /// A supervised program's own end: exit 0 with nothing open is a clean
+    /// stop; anything else stays `running` (a crash for every reader, older
+    /// ones too) with the status or signal as optional keys.
+    func testProgramExitRecordsAndTheirClassification() throws {
+        for (exit, open, verdict, state) in [(ChildExit.exited(0), 0, RunClassification.clean, ShutdownRecord.State.stopped),
+                                             (.exited(0), 2, .crash, .running), (.exited(4), 0, .crash, .running),
+                                             (.signaled(SIGKILL), 0, .crash, .running)] {
+            let fs = SimulatedStateFileSystem()
+            let store = ShutdownRecordStore(fs: fs)
+            _ = try store.takeOver(running: ShutdownRecord(running: 9, bootID: "b", startedAtNs: 1, version: "1"), currentBootID: "b")
+            try store.markProgramExited(exit, openWork: open)
+            guard case .valid(let r) = ShutdownRecordStore(fs: fs).read() else { return XCTFail("\(exit)") }
+            XCTAssertEqual(r.state, state, "\(exit)")
+            XCTAssertEqual(r.abandoned, open)
+            if case .exited(let c) = exit { XCTAssertEqual(r.programExitStatus, c) } else { XCTAssertEqual(r.programExitSignal, SIGKILL) }
+            let previous = PreviousRun.classify(.valid(r), currentBootID: "b")
+            XCTAssertEqual(previous.classification, verdict, "\(exit), \(open) open")
+            XCTAssertTrue(previous.json().contains(exit == .signaled(SIGKILL) ? "\"program_exit_signal\":9" : "\"program_exit_status\":"), previous.json())
+            // Round trip through the payload.
+            XCTAssertEqual(try ShutdownRecord(payload: r.payload()[...]), r)
+        }
+    }
 }
