@@ -25,8 +25,7 @@ struct SessionsCommand: ParsableCommand {
         var sessions: [[String: Any]]
         // `vigil run` has no control socket: its ledger's journal is read
         // read-only (its own open units are in flight, not interrupted).
-        let supervised = running && options.socket == nil && access(options.socketPath, F_OK) != 0
-            && access((options.stateDir.hasSuffix("/") ? options.stateDir : options.stateDir + "/") + "vigil.lock", F_OK) == 0
+        let supervised = options.isSupervised(running: running)
         if running && !supervised {
             let answer: String
             do { answer = try ControlClient.request("{\"op\":\"sessions\"}", socketPath: options.socketPath) } catch {

@@ -46,18 +46,24 @@ final class LedgerTests: XCTestCase {
         try run.waitUntilStarted()
         // Let uid 65534 reach the socket past the directory's mode: only
         // the peer check is left to refuse it.
+        chmod(dir, 0o711)
         chmod(dir + "/state", 0o711)
         chmod(run.ledgerPath, 0o666)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
                        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'{\"op\":\"interrupted\"}\\n'); print(s.makefile().readline())", run.ledgerPath]
+        p.currentDirectoryURL = URL(fileURLWithPath: "/")
         let pipe = Pipe()
         p.standardOutput = pipe
+        let errPath = dir + "/setpriv.err"
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: errPath)
         try p.run()
         let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        XCTAssertTrue(out.contains("\"code\":\"forbidden\""), out)
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        XCTAssertTrue(out.contains("\"code\":\"forbidden\""), out + err)
         chmod(dir + "/state", 0o700)
         run.signal(SIGTERM)
         _ = try run.waitForExit()
@@ -103,6 +109,9 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(c.interrupted(), ["b": ["1"], "d": ["x"]])
         let sessions = try VigilRunProcess.vigilctl(["sessions"], stateDir: dir + "/state")
         XCTAssertTrue(sessions.contains("b") && sessions.contains("d"), sessions)
+        XCTAssertEqual(c.request(#"{"op":"begin","session":"e","id":"y"}"#)["op"] as? String, "ok")
+        let status = try VigilRunProcess.vigilctl(["status"], stateDir: dir + "/state")
+        XCTAssertTrue(status.contains("vigil run is running: pid \(run.pid), 1 ledger unit(s) open"), status)
         run.signal(SIGTERM)
         XCTAssertEqual(try run.waitForExit(), 0)
     }
