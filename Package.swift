@@ -104,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "vigil",
             dependencies: [
-                "VigilDaemon", "VigilLifecycle", "VigilSupervisor",
+                "VigilDaemon", "VigilLifecycle", "VigilSupervisor", "VigilSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
         // Drives the `vigil` and `vigilctl` binaries (docs/run.md).
-        .testTarget(name: "VigilRunTests", dependencies: ["VigilReactor"], swiftSettings: swift5),
+        .testTarget(name: "VigilRunTests", swiftSettings: swift5),
         .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable"], swiftSettings: swift5),
     ]
 )

@@ -25,7 +25,10 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(code(#"{"op":"begin","session":"","id":"x"}"#), "bad_field")
         XCTAssertEqual(code(#"{"op":"begin""#), "bad_json")
         XCTAssertEqual(code("not json"), "bad_json")
+        // Over the 16 KiB limit, within one read and across several.
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":""# + String(repeating: "x", count: 20_000) + #""}"#), "line_too_long")
         XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":""# + String(repeating: "x", count: 100_000) + #""}"#), "line_too_long")
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":""# + String(repeating: "x", count: 20_000) + #""}"#), "line_too_long")
         XCTAssertEqual(c.request(#"{"op":"end","session":"s1","id":"t1"}"#) as NSDictionary, ["op": "ok", "id": "t1"])
         XCTAssertEqual(c.request(#"{"op":"interrupted"}"#) as NSDictionary, ["op": "interrupted", "sessions": []])
         XCTAssertEqual(c.request(#"{"op":"resolve","session":"s1"}"#) as NSDictionary, ["op": "ok"])
@@ -45,14 +48,15 @@ final class LedgerTests: XCTestCase {
         let run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
         try run.waitUntilStarted()
         // Let uid 65534 reach the socket past the directory's mode: only
-        // the peer check is left to refuse it.
+        // the peer check is left to refuse it. The refusal is sent at
+        // connect, before any request (one sent now could meet the close).
         chmod(dir, 0o711)
         chmod(dir + "/state", 0o711)
         chmod(run.ledgerPath, 0o666)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
-                       "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'{\"op\":\"interrupted\"}\\n'); print(s.makefile().readline())", run.ledgerPath]
+                       "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print(s.makefile().readline())", run.ledgerPath]
         p.currentDirectoryURL = URL(fileURLWithPath: "/")
         let pipe = Pipe()
         p.standardOutput = pipe
