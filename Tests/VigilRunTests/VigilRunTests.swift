@@ -53,9 +53,14 @@ final class VigilRunTests: XCTestCase {
         run.signal(SIGTERM)
         XCTAssertEqual(try run.waitForExit(), 0, run.log)
         let took = Date().timeIntervalSince(start)
-        XCTAssertLessThan(took, 1.5, "vigil ends before the supervisor's SIGKILL")
-        XCTAssertGreaterThan(took, 1.0)
         let record = try VigilRunProcess.lastShutdown(dir + "/state")
+        // The record is written at the drain budget (1.25 s of 1.5 s); the
+        // bound leaves room for this test's own polling on a loaded machine.
+        // Ending before a real supervisor's SIGKILL is checked under
+        // systemd (Result=success) and podman (exit code 0).
+        XCTAssertLessThan(took, 2.0, "vigil ends the stop by itself")
+        XCTAssertGreaterThan(took, 1.0)
+        XCTAssertLessThanOrEqual(record["drain_ms"] as? Int ?? 99_999, 1_400, "cut short at the budget: \(record)")
         XCTAssertEqual(record["classification"] as? String, "cut-short", "\(record)")
         XCTAssertEqual(record["abandoned"] as? Int, 1)
         XCTAssertTrue(kill(grandchild, 0) != 0, "the whole group was killed")
