@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "VigilLifecycle", targets: ["VigilLifecycle"]),
         .library(name: "VigilSystemd", targets: ["VigilSystemd"]),
         .library(name: "VigilDaemon", targets: ["VigilDaemon"]),
+        // Test doubles for embedders' tests: never linked into a daemon.
+        .library(name: "VigilTesting", targets: ["VigilTesting"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigilctl", targets: ["vigilctl"]),
@@ -54,6 +56,15 @@ let package = Package(
             name: "VigilDurable",
             dependencies: [
                 "VigilReactor",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Test doubles (the crash-simulating file system, the journal's I/O
+        // on it): kept out of the production libraries.
+        .target(
+            name: "VigilTesting",
+            dependencies: [
+                "VigilReactor", "VigilDurable",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -124,7 +135,7 @@ let package = Package(
         // callbacks; Swift 5 mode keeps that readable without weakening the
         // libraries, which build in Swift 6 mode.
         .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"], swiftSettings: swift5),
-        .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor"], swiftSettings: swift5),
+        .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor", "VigilTesting"], swiftSettings: swift5),
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable"], swiftSettings: swift5),
     ]

@@ -1,6 +1,7 @@
 import Glibc
 import VigilDurable
 import VigilReactor
+import VigilTesting
 import XCTest
 
 func sampleRecord(_ state: ShutdownRecord.State = .running, boot: String = "boot-a") -> ShutdownRecord {

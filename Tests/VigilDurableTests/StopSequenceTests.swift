@@ -3,6 +3,7 @@ import Logging
 import VigilDurable
 import VigilLifecycle
 import VigilReactor
+import VigilTesting
 import XCTest
 
 final class StopSequenceTests: XCTestCase {
