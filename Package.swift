@@ -1,7 +1,8 @@
 // swift-tools-version: 6.0
 // Vigil: a Linux daemon toolkit whose stop sequence survives SIGKILL.
 // Layers (each module depends only on those below it):
-//   CVigil (CShims/) → VigilReactor → VigilDurable → VigilLifecycle
+//   CVigil (CShims/), VigilSystem (syscall funnel) → VigilReactor
+//     → VigilDurable → VigilLifecycle
 //     → VigilSystemd → VigilDaemon (the entry point) / VigilGateway
 //     → vigild, vigilctl, vigil-bench, line-worker (Examples/)
 // VigilSystemd (sd_notify, watchdog, socket activation, journald, the unit's
@@ -42,10 +43,18 @@ let package = Package(
             publicHeadersPath: "include",
             linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("systemd")]
         ),
+        // The syscall funnel (errno first, EINTR, write-all), the clock and
+        // SignalInfo: below the reactor, so the record layer needs no loop.
+        .target(
+            name: "VigilSystem",
+            dependencies: [
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .target(
             name: "VigilReactor",
             dependencies: [
-                "CVigil",
+                "CVigil", "VigilSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -55,7 +64,7 @@ let package = Package(
         .target(
             name: "VigilDurable",
             dependencies: [
-                "VigilReactor",
+                "VigilSystem", "VigilReactor",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

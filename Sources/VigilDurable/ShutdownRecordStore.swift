@@ -11,7 +11,7 @@
 // versions' rename-based record) is still read, and replaced by a format-2
 // file at the next take-over.
 import Glibc
-import VigilReactor
+import VigilSystem
 
 public final class ShutdownRecordStore {
     public static let recordName = "shutdown.record"
