@@ -217,3 +217,22 @@ int cvigil_peer_uid(int fd, uid_t *uid) {
     *uid = cred.uid;
     return 0;
 }
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+int cvigil_memfd_create(const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    return fd < 0 ? -errno : fd;
+}
+
+int cvigil_memfd_seal(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0 ? -errno : 0;
+}
+
+int cvigil_memfd_is_sealed(int fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) return -errno;
+    int all = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+    return (seals & all) == all ? 1 : 0;
+}

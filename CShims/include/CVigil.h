@@ -70,4 +70,11 @@ int cvigil_ring_peek(cvigil_ring *ring, uint64_t *user_data, int32_t *res);
 // Blocks until a completion is waiting (used only when closing the ring).
 int cvigil_ring_wait(cvigil_ring *ring);
 
+// memfd_create(MFD_CLOEXEC | MFD_ALLOW_SEALING) (needs _GNU_SOURCE); -errno on error.
+int cvigil_memfd_create(const char *name);
+// Seals a memfd against any further change (shrink, grow, write, seal).
+int cvigil_memfd_seal(int fd);
+// Whether fd is a memfd whose contents can no longer change (all seals set): 1, 0, or -errno.
+int cvigil_memfd_is_sealed(int fd);
+
 #endif

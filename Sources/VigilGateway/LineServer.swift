@@ -97,6 +97,9 @@ public final class LineServer {
     /// accept(2) failures for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM).
     public private(set) var acceptFailures = 0
     private var failuresSinceLog = 0
+    /// A handover is under way: requests stay in the kernel for the next
+    /// instance; only output is written.
+    public private(set) var readingPaused = false
     private var lastAcceptLogNs: UInt64 = 0
 
     public init(reactor: Reactor, handler: any LineHandler, maxLineBytes: Int = 64 * 1024, logger: Logger) {
@@ -139,6 +142,40 @@ public final class LineServer {
         var token: Token?
         token = try reactor.register(fd, interest: .readable) { [unowned self] _ in self.acceptAll(fd) }
         listeners.append((fd, token!, name, nil))
+    }
+
+    /// Serves a connected stream socket handed over by a previous instance:
+    /// `unsent` is written first, `pending` (bytes read past the last
+    /// complete line) is kept as if this server had read it.
+    @discardableResult
+    public func adopt(connection fd: Int32, pending: [UInt8], unsent: [UInt8]) throws(SystemCallError) -> LineConnection {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        StreamSocket.setNoDelay(fd)
+        let conn = LineConnection(fd: fd, id: nextID, server: self)
+        nextID += 1
+        conn.token = try reactor.register(fd, interest: .readable) { [unowned self, unowned conn] r in
+            self.onEvent(conn, r)
+        }
+        connections[fd] = conn
+        conn.pending = pending
+        handler.connectionOpened(conn)
+        if !unsent.isEmpty && !conn.isClosed { write(unsent, to: conn) }
+        return conn
+    }
+
+    /// Stops reading from every connection (a handover: what clients send
+    /// now is read by the next instance); answers still go out.
+    public func pauseReading() {
+        readingPaused = true
+        for c in Array(connections.values) where !c.isClosed { flush(c) }
+    }
+
+    /// Every open connection (for a handover).
+    public var openConnections: [LineConnection] { Array(connections.values) }
+
+    /// Bytes read past the last complete line, and output not yet written.
+    public func handoverState(of conn: LineConnection) -> (pending: [UInt8], unsent: [UInt8]) {
+        (conn.pending, conn.unsentOffset < conn.unsent.count ? Array(conn.unsent[conn.unsentOffset...]) : [])
     }
 
     /// Stops accepting (the first step of a drain); open connections stay.
@@ -214,6 +251,12 @@ public final class LineServer {
     private func onEvent(_ conn: LineConnection, _ r: Readiness) {
         if r.contains(.writable) { flush(conn) }
         if conn.isClosed { return }
+        if readingPaused {
+            // Only a hang-up or an error can wake a paused connection: the
+            // client is gone, nothing is left to hand over.
+            if r.contains(.hangup) || r.contains(.error) { close(conn) }
+            return
+        }
         if r.contains(.readable) || r.contains(.hangup) || r.contains(.error) { readAndProcess(conn) }
     }
 
@@ -339,7 +382,7 @@ public final class LineServer {
         }
         var interest: Interest = []
         if !conn.unsent.isEmpty { interest.insert(.writable) }
-        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded { interest.insert(.readable) }
+        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded && !readingPaused { interest.insert(.readable) }
         if let t = conn.token { try? reactor.reregister(t, interest: interest) }
     }
 

@@ -190,3 +190,23 @@ final class GatewayService: DaemonService {
         return journal
     }
 }
+
+/// Restarts nobody notices (docs/systemd.md, "Handover"): under systemd with
+/// a fd store, a restart hands the client connections to the next instance.
+extension GatewayService: HandoverService {
+    func adopt(_ handover: InheritedHandover) {
+        var refused = handover.refused.count
+        for c in handover.connections where gateway.adoptConnection(fd: c.fd, state: c.state, server: server) != nil { refused += 1 }
+        if !handover.connections.isEmpty || refused > 0 {
+            logger.notice("handover: resumed \(handover.connections.count - (refused - handover.refused.count)) connection(s) of the previous instance, refused \(refused)")
+        }
+    }
+
+    func prepareHandover() { gateway.prepareHandover(server: server) }
+
+    func handOver() -> [HandedOverConnection] {
+        gateway.handOverConnections(server: server).map { HandedOverConnection(fd: $0.fd, state: $0.state) }
+    }
+
+    func handoverFailed() { gateway.handoverFailed() }
+}
