@@ -212,4 +212,65 @@ final class HandoverTests: XCTestCase {
         XCTAssertTrue(journal.contains("1 connection(s) taken from the fd store, 5 refused"), journal)
         XCTAssertEqual(storedCount(unit), 0, "refused descriptors are removed from the store too")
     }
+
+    // MARK: benchmarks (docs/benchmarks.md, "Handover"); skipped unless asked for
+
+    /// The pause clients see across restarts, with the fd store and with
+    /// socket activation only (FileDescriptorStoreMax=0: goodbye, reconnect,
+    /// re-open). VIGIL_HANDOVER_BENCH=1; size from VIGIL_HANDOVER_CLIENTS.
+    func testBenchmarkPauseWithAndWithoutTheStore() throws {
+        guard ProcessInfo.processInfo.environment["VIGIL_HANDOVER_BENCH"] == "1" else { throw XCTSkip("VIGIL_HANDOVER_BENCH=1 runs it") }
+        for storeMax in [4 * clients + 16, 0] {
+            let port = freePort()
+            let unit = try install("vigild-hb\(storeMax == 0 ? "0" : "s")-\(port)", port: port, storeMax: storeMax)
+            let load = HandoverLoad(port: port, clients: clients, reconnect: storeMax == 0)
+            try load.start()
+            usleep(1_000_000)
+            for _ in 0..<restarts {
+                XCTAssertEqual(manager.run(["ctl", "restart", unit]).0, 0)
+                usleep(1_000_000)
+            }
+            let f = load.finish()
+            print("BENCH \(storeMax == 0 ? "socket activation only" : "fd store"), \(clients) clients, \(restarts) restarts: \(f.summary)")
+            if storeMax > 0 {
+                XCTAssertEqual(f.failed + f.disconnects, 0, "\(f.errors.prefix(5))")
+            }
+            manager.remove(["\(unit)", unit.replacingOccurrences(of: ".service", with: ".socket")])
+        }
+    }
+
+    /// Start-to-serving of the new instance with many adopted (idle)
+    /// connections: from the process's first log line to READY=1, read from
+    /// the journal. VIGIL_HANDOVER_IDLE_CONNECTIONS=N runs it.
+    func testBenchmarkStartToServingWithManyAdoptedConnections() throws {
+        guard let n = ProcessInfo.processInfo.environment["VIGIL_HANDOVER_IDLE_CONNECTIONS"].flatMap({ Int($0) }) else {
+            throw XCTSkip("VIGIL_HANDOVER_IDLE_CONNECTIONS=N runs it")
+        }
+        let port = freePort()
+        let unit = try install("vigild-hi-\(port)", port: port, storeMax: n + 16)
+        var conns: [LineClient] = []
+        for _ in 0..<n { conns.append(try LineClient(port: port)) }
+        conns[n - 1].send(#"{"op":"ping"}"# + "\n")
+        XCTAssertEqual(conns[n - 1].nextLine(), #"{"op":"pong"}"#)
+        let t0 = Date()
+        XCTAssertEqual(manager.run(["ctl", "restart", unit]).0, 0)
+        let restartMs = Date().timeIntervalSince(t0) * 1000
+        let verbose = manager.run(["journal", unit, "--no-pager", "-o", "short-monotonic"]).1
+        let lines = verbose.split(separator: "\n").map(String.init)
+        func stamp(_ needle: String, last: Bool = true) -> Double? {
+            let l = last ? lines.last(where: { $0.contains(needle) }) : lines.first(where: { $0.contains(needle) })
+            guard let l, let open = l.firstIndex(of: "["), let close = l.firstIndex(of: "]") else { return nil }
+            return Double(l[l.index(after: open)..<close].trimmingCharacters(in: .whitespaces))
+        }
+        let stored = stamp("connection(s) stored in the fd store"), forked = stamp("Starting "), started = stamp("previous run: clean"), taken = stamp("taken from the fd store"), ready = stamp("ready (pid")
+        XCTAssertTrue(verbose.contains("handover: \(n) connection(s) taken from the fd store, 0 refused"), verbose)
+        var answered = 0
+        for c in conns { c.send(#"{"op":"ping"}"# + "\n") }
+        for c in conns where c.nextLine() == #"{"op":"pong"}"# { answered += 1 }
+        XCTAssertEqual(answered, n, "every adopted connection answers")
+        if let stored, let forked, let started, let taken, let ready {
+            print(String(format: "BENCH start-to-serving, %d adopted connections: systemctl restart %.0f ms; stored→new process %.1f ms; new process→taken %.1f ms; taken→READY %.1f ms; first log line→READY %.1f ms; systemd's Starting→READY %.1f ms",
+                         n, restartMs, (started - stored) * 1000, (taken - started) * 1000, (ready - taken) * 1000, (ready - started) * 1000, (ready - forked) * 1000))
+        }
+    }
 }
