@@ -127,6 +127,6 @@ let package = Package(
         .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
         .testTarget(name: "VigildTests", dependencies: ["VigilReactor"], swiftSettings: swift5),
-        .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilGateway", "VigilDurable"], swiftSettings: swift5),
+        .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilGateway", "VigilDurable", "VigilSystemd"], swiftSettings: swift5),
     ]
 )

@@ -162,7 +162,8 @@ public enum Daemon {
             // the work in flight.
             service.stopAdmitting(info)
             // Then, still in the handler: is this a restart the fd store survives?
-            if let handing = service as? any HandoverService, info.signal == SIGTERM, notifier.isEnabled {
+            // FDSTORE=1 only ever follows a durable `stopping` record.
+            if let handing = service as? any HandoverService, info.signal == SIGTERM, notifier.isEnabled, stop.recordsDurable {
                 handover = decideHandover(logger)
                 if handover != nil { handing.prepareHandover() }
             }

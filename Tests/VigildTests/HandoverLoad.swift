@@ -6,7 +6,9 @@ import Glibc
 /// the same pace, each with at most one request outstanding. Driven from
 /// one thread with poll(2). It counts what a client would notice: EOF or
 /// reset, `goodbye`, requests that never got their answer, error lines;
-/// and each request's latency (send → pong / reply / interrupted event).
+/// and each answer's latency (send → pong / reply / interrupted event),
+/// counted from the first request that failed before it, if any: the pause
+/// the client sees, reconnect and re-open included.
 final class HandoverLoad {
     struct Figures {
         var requests = 0, answered = 0, failed = 0
@@ -32,6 +34,9 @@ final class HandoverLoad {
         var buffer: [UInt8] = []
         /// Outstanding request: id (turns) and when it was sent; nil when idle.
         var outstanding: (id: String, sentNs: UInt64)?
+        /// When the first request that failed since the last answer was sent:
+        /// the pause this client sees runs from there to its next answer.
+        var failedSinceNs: UInt64?
         var opening = false
         var nextNs: UInt64 = 0
         var seq = 0
@@ -177,13 +182,15 @@ final class HandoverLoad {
         if let o = c.outstanding {
             figures.failed += 1
             figures.errors.append("\(c.session): disconnected with \(o.id) unanswered")
+            c.failedSinceNs = c.failedSinceNs ?? o.sentNs
             c.outstanding = nil
         }
         c.nextNs = Self.nowNs() + 10_000_000
     }
 
     private func done(_ c: Client) {
-        if let o = c.outstanding { figures.latenciesNs.append(Self.nowNs() - o.sentNs) }
+        if let o = c.outstanding { figures.latenciesNs.append(Self.nowNs() - (c.failedSinceNs ?? o.sentNs)) }
+        c.failedSinceNs = nil
         figures.answered += 1
         c.outstanding = nil
         c.nextNs = Self.nowNs() + interval
@@ -207,6 +214,7 @@ final class HandoverLoad {
         figures.errors.append("\(c.session): \(line)")
         if line.contains(#""op":"error""#) {
             figures.failed += 1
+            c.failedSinceNs = c.failedSinceNs ?? o.sentNs
             c.outstanding = nil
             c.nextNs = Self.nowNs() + interval
         }
