@@ -77,4 +77,12 @@ int cvigil_memfd_seal(int fd);
 // Whether fd is a memfd whose contents can no longer change (all seals set): 1, 0, or -errno.
 int cvigil_memfd_is_sealed(int fd);
 
+// One datagram carrying n (at most 253) descriptors (SCM_RIGHTS) and no
+// payload but a byte: 0, or -errno.
+int cvigil_send_fds(int sock, const int *fds, unsigned n);
+// Receives one such datagram without blocking (MSG_CMSG_CLOEXEC): the number
+// of descriptors stored in fds (at most max), -EAGAIN when the queue is
+// empty, -EMSGSIZE when descriptors were cut off (MSG_CTRUNC), or -errno.
+int cvigil_recv_fds(int sock, int *fds, unsigned max);
+
 #endif

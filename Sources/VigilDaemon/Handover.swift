@@ -8,6 +8,9 @@
 //  - at a stop: FDSTORE=1 only after the `stopping` record is durable and
 //    the stop is decided; connections first, the state memfd last, so a
 //    state is only ever stored for connections already in the store.
+// The connections travel in a DescriptorCarrier (two store entries, however
+// many connections: systemd 252's store is quadratic in its entries);
+// descriptors stored one by one as `handover.connection` are accepted too.
 import CVigil
 import Glibc
 import Logging
@@ -16,6 +19,7 @@ import VigilSystemd
 enum Handover {
     static let connectionName = FileDescriptorStore.reservedNamePrefix + "connection"
     static let stateName = FileDescriptorStore.reservedNamePrefix + "state"
+    static let carrierName = FileDescriptorStore.reservedNamePrefix + "carrier"
     /// Refuse a state memfd larger than this (a foreign descriptor).
     static let maxStateBytes = 1 << 30
 
@@ -53,9 +57,19 @@ enum Handover {
             }
             close(d.fd)
         }
+        var candidates: [PassedSocket] = []
+        for d in passed where d.name == carrierName {
+            switch DescriptorCarrier.unpack(d.fd) {
+            case .success(let fds): candidates += fds.map { PassedSocket(fd: $0, name: "\(carrierName) fd \(d.fd)") }
+            case .failure(let why):
+                refused.append("fd \(d.fd) (\(d.name)): \(why)")
+                logger.warning("handover: refused \(refused.last!); closed")
+            }
+            close(d.fd)
+        }
         var connections: [HandedOverConnection] = []
-        for d in passed where d.name != stateName {
-            guard d.name == connectionName else { refuse(d.fd, "fd \(d.fd) named \(d.name): not a name this library stores"); continue }
+        for d in passed.filter({ $0.name != stateName && $0.name != carrierName }) + candidates {
+            guard d.name == connectionName || d.name.hasPrefix(carrierName) else { refuse(d.fd, "fd \(d.fd) named \(d.name): not a name this library stores"); continue }
             switch connectedStreamSocketInode(d.fd) {
             case .failure(let why):
                 refuse(d.fd, "fd \(d.fd) (\(d.name)): \(why)")
@@ -79,9 +93,10 @@ enum Handover {
     /// Stores `connections` and their state; throws (having removed what it
     /// stored) when the store cannot take them all.
     static func store(_ connections: [HandedOverConnection], daemonName: String, storeMax: UInt32) throws(FileDescriptorStoreError) {
-        // +1: the state memfd. systemd would silently close what is over.
-        guard connections.count + 1 <= Int(storeMax) else {
-            throw FileDescriptorStoreError("\(connections.count) connection(s) and the state need \(connections.count + 1) places; FileDescriptorStoreMax=\(storeMax)")
+        // The carrier's two ends and the state memfd; systemd would
+        // silently close what is over its limit.
+        guard storeMax >= 3 else {
+            throw FileDescriptorStoreError("a handover needs 3 places in the store; FileDescriptorStoreMax=\(storeMax)")
         }
         var entries: [(inode: UInt64, state: [UInt8])] = []
         for c in connections {
@@ -92,8 +107,13 @@ enum Handover {
         let bytes = HandoverState(daemonName: daemonName, entries: entries).encoded()
         let memfd = try writeSealedMemfd(bytes)
         defer { close(memfd) }
+        let carrier = try DescriptorCarrier.pack(connections.map(\.fd))
+        defer {
+            close(carrier.0)
+            close(carrier.1)
+        }
         do {
-            try FileDescriptorStore.store(connections.map(\.fd), name: connectionName)
+            try FileDescriptorStore.store([carrier.0, carrier.1], name: carrierName)
             try FileDescriptorStore.store([memfd], name: stateName)
         } catch {
             removeStored()
@@ -102,6 +122,7 @@ enum Handover {
     }
 
     static func removeStored() {
+        FileDescriptorStore.remove(name: carrierName)
         FileDescriptorStore.remove(name: connectionName)
         FileDescriptorStore.remove(name: stateName)
     }

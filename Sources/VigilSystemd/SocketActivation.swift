@@ -10,6 +10,11 @@ import Glibc
 public struct PassedSocket: Sendable, Equatable {
     public let fd: Int32
     public let name: String
+
+    public init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
 }
 
 public enum SocketActivation {
