@@ -20,6 +20,8 @@ enum Handover {
     static let connectionName = FileDescriptorStore.reservedNamePrefix + "connection"
     static let stateName = FileDescriptorStore.reservedNamePrefix + "state"
     static let carrierName = FileDescriptorStore.reservedNamePrefix + "carrier"
+    /// The carrier's two ends and the state memfd.
+    static let storeEntries: UInt32 = 3
     /// Refuse a state memfd larger than this (a foreign descriptor).
     static let maxStateBytes = 1 << 30
 
@@ -95,8 +97,8 @@ enum Handover {
     static func store(_ connections: [HandedOverConnection], daemonName: String, storeMax: UInt32) throws(FileDescriptorStoreError) {
         // The carrier's two ends and the state memfd; systemd would
         // silently close what is over its limit.
-        guard storeMax >= 3 else {
-            throw FileDescriptorStoreError("a handover needs 3 places in the store; FileDescriptorStoreMax=\(storeMax)")
+        guard storeMax >= storeEntries else {
+            throw FileDescriptorStoreError("a handover needs \(storeEntries) places in the store; FileDescriptorStoreMax=\(storeMax)")
         }
         var entries: [(inode: UInt64, state: [UInt8])] = []
         for c in connections {
