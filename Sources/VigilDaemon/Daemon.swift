@@ -125,6 +125,7 @@ public enum Daemon {
         // 5. The application.
         let context = DaemonContext(name: name, reactor: reactor, previousRun: previous, stateDirectory: stateFS,
                                     budget: budget, logger: logger, notifier: notifier)
+        context.handedOverListeners = inherited.listeners
         let service: Service
         do {
             // Orphans re-parented to us (PID 1 in a container, a subreaper)
@@ -141,6 +142,11 @@ public enum Daemon {
                     logger.warning("handover: \(inherited.handover.connections.count) connection(s) passed, but \(name) does not adopt connections: closed")
                 }
             }
+            for l in context.handedOverListeners {
+                close(l.fd)
+                logger.warning("handover: a listener of the previous instance was not taken (state \(String(decoding: l.state, as: UTF8.self))): closed")
+            }
+            context.handedOverListeners = []
             // Adopted (or refused): out of the store, so a crash of this
             // instance does not hand them, stale, to the next one.
             if inherited.passedAny { Handover.removeStored() }
@@ -158,15 +164,18 @@ public enum Daemon {
         var drainStatus: TimerHandle?
         var handover: RestartIntent?
         stop.onStopping.append { info in
-            // First: nothing may be admitted after the record that counted
-            // the work in flight.
-            service.stopAdmitting(info)
-            // Then, still in the handler: is this a restart the fd store survives?
-            // FDSTORE=1 only ever follows a durable `stopping` record.
+            // Is this a restart the fd store survives? Asked before
+            // stopAdmitting, so the service keeps (unwatched) what the next
+            // instance needs; nothing else runs on the loop meanwhile, so
+            // nothing is admitted after the record. FDSTORE=1 only ever
+            // follows a durable `stopping` record.
             if let handing = service as? any HandoverService, info.signal == SIGTERM, notifier.isEnabled, stop.recordsDurable {
                 handover = decideHandover(logger)
                 if handover != nil { handing.prepareHandover() }
             }
+            // Nothing may be admitted after the record that counted the
+            // work in flight.
+            service.stopAdmitting(info)
             // STOPPING=1 only now: the `stopping` record is durable (or the
             // log and STATUS say it is not).
             let warning = stop.recordsDurable ? "" : " (the stopping record could NOT be made durable)"
@@ -198,8 +207,9 @@ public enum Daemon {
             if outcome == .cutShort { service.abandon() }
             if let intent = handover, let handing = service as? any HandoverService {
                 let connections = handing.handOver()
+                let listeners = handing.handOverListeners()
                 do {
-                    try Handover.store(connections, daemonName: name, storeMax: intent.storeMax)
+                    try Handover.store(connections, listeners: listeners, daemonName: name, storeMax: intent.storeMax)
                     logger.notice("handover: \(connections.count) connection(s) stored in the fd store of \(intent.unit) for the next instance")
                     notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned, \(connections.count) connection(s) handed over")
                     return

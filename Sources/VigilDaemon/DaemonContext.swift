@@ -24,6 +24,8 @@ public final class DaemonContext: @unchecked Sendable {
     /// The daemon's logger (``DaemonConfiguration/logger``).
     public let logger: Logger
     let notifier: ServiceNotifier
+    /// Listeners a previous instance kept (HandoverService.handOverListeners).
+    var handedOverListeners: [HandedOverDescriptor] = []
 
     init(name: String, reactor: Reactor, previousRun: PreviousRun, stateDirectory: PosixStateFileSystem,
          budget: StopBudget, logger: Logger, notifier: ServiceNotifier) {
@@ -38,6 +40,15 @@ public final class DaemonContext: @unchecked Sendable {
 
     /// Whether a service manager listens for notifications (`NOTIFY_SOCKET`).
     public var underServiceManager: Bool { notifier.isEnabled }
+
+    /// A listening socket the previous instance handed over
+    /// (``HandoverService/handOverListeners()``) with exactly this state, now
+    /// the caller's; nil when there is none. Take yours in the factory or in
+    /// ``DaemonService/start(_:)``: the entry point closes the rest after it.
+    public func takeHandedOverListener(matching state: [UInt8]) -> Int32? {
+        guard let i = handedOverListeners.firstIndex(where: { $0.state == state }) else { return nil }
+        return handedOverListeners.remove(at: i).fd
+    }
 
     /// Sends `STATUS=text` to the service manager (nothing without one).
     /// READY=1 and STOPPING=1 are the entry point's: they follow the records.

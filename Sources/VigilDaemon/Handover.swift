@@ -28,16 +28,16 @@ enum Handover {
     /// Takes the handover descriptors passed at start; every one is either
     /// in the result or closed (and named in `refused`). `passedAny`: the
     /// store held something of ours, to be removed once adopted.
-    static func take(daemonName: String, logger: Logger) -> (handover: InheritedHandover, passedAny: Bool) {
+    static func take(daemonName: String, logger: Logger) -> (handover: InheritedHandover, listeners: [HandedOverDescriptor], passedAny: Bool) {
         let passed = FileDescriptorStore.passedHandoverDescriptors()
-        guard !passed.isEmpty else { return (InheritedHandover(connections: [], refused: []), false) }
+        guard !passed.isEmpty else { return (InheritedHandover(connections: [], refused: []), [], false) }
         var refused: [String] = []
         func refuse(_ fd: Int32, _ why: String) {
             close(fd)
             refused.append(why)
             logger.warning("handover: refused \(why); closed")
         }
-        var states: [UInt64: [UInt8]] = [:]
+        var states: [UInt64: (kind: HandoverState.Kind, state: [UInt8])] = [:]
         for d in passed where d.name == stateName {
             switch readState(d.fd) {
             case .success(let bytes):
@@ -47,7 +47,7 @@ enum Handover {
                         refused.append("state memfd (fd \(d.fd)) of daemon '\(state.daemonName)', not '\(daemonName)'")
                         logger.warning("handover: refused \(refused.last!)")
                     } else {
-                        for e in state.entries where states[e.inode] == nil { states[e.inode] = e.state }
+                        for e in state.entries where states[e.inode] == nil { states[e.inode] = (e.kind, e.state) }
                     }
                 } catch {
                     refused.append("state memfd (fd \(d.fd)): \(error)")
@@ -69,47 +69,53 @@ enum Handover {
             }
             close(d.fd)
         }
-        var connections: [HandedOverConnection] = []
+        var connections: [HandedOverDescriptor] = [], listeners: [HandedOverDescriptor] = []
         for d in passed.filter({ $0.name != stateName && $0.name != carrierName }) + candidates {
             guard d.name == connectionName || d.name.hasPrefix(carrierName) else { refuse(d.fd, "fd \(d.fd) named \(d.name): not a name this library stores"); continue }
-            switch connectedStreamSocketInode(d.fd) {
+            switch streamSocketInode(d.fd) {
             case .failure(let why):
                 refuse(d.fd, "fd \(d.fd) (\(d.name)): \(why)")
-            case .success(let inode):
-                guard let state = states.removeValue(forKey: inode) else {
+            case .success(let (inode, listening)):
+                guard let entry = states.removeValue(forKey: inode) else {
                     refuse(d.fd, "fd \(d.fd) (socket inode \(inode)): no state was stored for it")
                     continue
                 }
+                guard (entry.kind == .listener) == listening else {
+                    refuse(d.fd, "fd \(d.fd) (socket inode \(inode)): stored as a \(entry.kind), but it is \(listening ? "listening" : "a connection")")
+                    continue
+                }
                 _ = fcntl(d.fd, F_SETFL, fcntl(d.fd, F_GETFL) | O_NONBLOCK)
-                connections.append(HandedOverConnection(fd: d.fd, state: state))
+                if listening { listeners.append(HandedOverDescriptor(fd: d.fd, state: entry.state)) } else { connections.append(HandedOverDescriptor(fd: d.fd, state: entry.state)) }
             }
         }
         if !states.isEmpty {
             // Their sockets were dropped by systemd (peer hung up) or never stored.
             logger.info("handover: \(states.count) stored state(s) without their connection (the peer hung up while the daemon restarted)")
         }
-        logger.notice("handover: \(connections.count) connection(s) taken from the fd store, \(refused.count) refused")
-        return (InheritedHandover(connections: connections, refused: refused), true)
+        logger.notice("handover: \(connections.count) connection(s) taken from the fd store, \(refused.count) refused\(listeners.isEmpty ? "" : ", \(listeners.count) listener(s)")")
+        return (InheritedHandover(connections: connections, refused: refused), listeners, true)
     }
 
     /// Stores `connections` and their state; throws (having removed what it
     /// stored) when the store cannot take them all.
-    static func store(_ connections: [HandedOverConnection], daemonName: String, storeMax: UInt32) throws(FileDescriptorStoreError) {
+    static func store(_ connections: [HandedOverDescriptor], listeners: [HandedOverDescriptor] = [], daemonName: String, storeMax: UInt32) throws(FileDescriptorStoreError) {
         // The carrier's two ends and the state memfd; systemd would
         // silently close what is over its limit.
         guard storeMax >= storeEntries else {
             throw FileDescriptorStoreError("a handover needs \(storeEntries) places in the store; FileDescriptorStoreMax=\(storeMax)")
         }
-        var entries: [(inode: UInt64, state: [UInt8])] = []
-        for c in connections {
-            var st = stat()
-            guard fstat(c.fd, &st) == 0 else { throw FileDescriptorStoreError("fstat(\(c.fd)): \(String(cString: strerror(errno)))") }
-            entries.append((UInt64(st.st_ino), c.state))
+        var entries: [(inode: UInt64, kind: HandoverState.Kind, state: [UInt8])] = []
+        for (kind, list) in [(HandoverState.Kind.connection, connections), (.listener, listeners)] {
+            for c in list {
+                var st = stat()
+                guard fstat(c.fd, &st) == 0 else { throw FileDescriptorStoreError("fstat(\(c.fd)): \(String(cString: strerror(errno)))") }
+                entries.append((UInt64(st.st_ino), kind, c.state))
+            }
         }
         let bytes = HandoverState(daemonName: daemonName, entries: entries).encoded()
         let memfd = try writeSealedMemfd(bytes)
         defer { close(memfd) }
-        let carrier = try DescriptorCarrier.pack(connections.map(\.fd))
+        let carrier = try DescriptorCarrier.pack((connections + listeners).map(\.fd))
         defer {
             close(carrier.0)
             close(carrier.1)
@@ -169,8 +175,9 @@ enum Handover {
         return .success(bytes)
     }
 
-    /// The socket's inode when `fd` is a connected stream socket (not listening).
-    static func connectedStreamSocketInode(_ fd: Int32) -> Result<UInt64, HandoverState.DecodeError> {
+    /// The socket's inode when `fd` is a stream socket that is either
+    /// connected or listening (and which of the two).
+    static func streamSocketInode(_ fd: Int32) -> Result<(UInt64, Bool), HandoverState.DecodeError> {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return .failure(.init(description: "fstat: \(String(cString: strerror(errno)))")) }
         guard (st.st_mode & S_IFMT) == S_IFSOCK else { return .failure(.init(description: "not a socket")) }
@@ -180,13 +187,14 @@ enum Handover {
             return .failure(.init(description: "not a stream socket"))
         }
         len = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0, listening == 0 else {
-            return .failure(.init(description: "a listening socket, not a connection"))
+        guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 else {
+            return .failure(.init(description: "SO_ACCEPTCONN: \(String(cString: strerror(errno)))"))
         }
+        if listening != 0 { return .success((UInt64(st.st_ino), true)) }
         var addr = sockaddr_storage()
         var alen = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let r = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &alen) } }
-        guard r == 0 else { return .failure(.init(description: "not connected (\(String(cString: strerror(errno))))")) }
-        return .success(UInt64(st.st_ino))
+        guard r == 0 else { return .failure(.init(description: "neither listening nor connected (\(String(cString: strerror(errno))))")) }
+        return .success((UInt64(st.st_ino), false))
     }
 }

@@ -14,8 +14,8 @@ import VigilReactor
 ///    whose checksum, version and daemon name match);
 /// 2. at a stop that is a restart with an fd store (the rule is in
 ///    docs/systemd.md): ``prepareHandover()`` in the stop signal's handler,
-///    right after ``DaemonService/stopAdmitting(_:)``; the drain follows as
-///    usual (it must not say goodbye);
+///    right before ``DaemonService/stopAdmitting(_:)`` (both after the
+///    `stopping` record); the drain follows as usual (it must not say goodbye);
 /// 3. once the stop is decided (drain complete, or cut short and
 ///    ``DaemonService/abandon()`` done): ``handOver()``; the entry point
 ///    stores the connections and the state, then the process exits. If the
@@ -31,14 +31,26 @@ public protocol HandoverService: DaemonService {
     /// (bytes read past the last complete line, output not yet written,
     /// whatever binds it to the application). Connections not listed are
     /// the service's to close.
-    func handOver() -> [HandedOverConnection]
+    func handOver() -> [HandedOverDescriptor]
+    /// Listening sockets of the service's own to keep for the next instance
+    /// (not socket units' listeners: systemd keeps those anyway), each with
+    /// a state that says what it serves; the next instance finds them with
+    /// ``DaemonContext/takeHandedOverListener(matching:)``. Keep them open
+    /// but stop accepting in ``prepareHandover()``/``DaemonService/stopAdmitting(_:)``:
+    /// clients connecting meanwhile wait in their backlog. Default: none.
+    func handOverListeners() -> [HandedOverDescriptor]
     /// The store could not take the connections: tell the clients goodbye now.
     func handoverFailed()
 }
 
-/// One connection given to the fd store, with the service's opaque state.
-public struct HandedOverConnection: Sendable {
-    /// A connected stream socket (the entry point does not close it).
+extension HandoverService {
+    /// No listener of the service's own is kept.
+    public func handOverListeners() -> [HandedOverDescriptor] { [] }
+}
+
+/// A connection or a listener given to the fd store, with the service's opaque state.
+public struct HandedOverDescriptor: Sendable {
+    /// A connected (or, for a listener, listening) stream socket; the entry point does not close it.
     public let fd: Int32
     /// The service's own encoding; only the service reads it back.
     public let state: [UInt8]
@@ -53,11 +65,11 @@ public struct HandedOverConnection: Sendable {
 public struct InheritedHandover: Sendable {
     /// Validated connections: connected stream sockets, each with the state
     /// the previous instance stored for that very socket.
-    public let connections: [HandedOverConnection]
+    public let connections: [HandedOverDescriptor]
     /// Descriptors and states refused (closed), with why: for the log and tests.
     public let refused: [String]
 
-    public init(connections: [HandedOverConnection], refused: [String]) {
+    public init(connections: [HandedOverDescriptor], refused: [String]) {
         self.connections = connections
         self.refused = refused
     }

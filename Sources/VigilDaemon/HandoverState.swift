@@ -4,7 +4,8 @@
 // and its connections are closed, never trusted.
 //
 //   "VGHANDOV" | u32 version (1) | u16 name length | daemon name
-//   | u32 count | count × (u64 socket inode | u32 length | state bytes)
+//   | u32 count | count × (u64 socket inode | u8 kind: 0 connection, 1 listener
+//                          | u32 length | state bytes)
 //   | u32 CRC32C of everything before it          (integers little-endian)
 //
 // A socket is identified by its inode on sockfs, which is the same in
@@ -17,12 +18,13 @@ struct HandoverState: Equatable {
     static let version: UInt32 = 1
 
     var daemonName: String
-    /// Socket inode → the service's state for that connection.
-    var entries: [(inode: UInt64, state: [UInt8])]
+    enum Kind: UInt8 { case connection = 0, listener = 1 }
+    /// Socket inode → the service's state for that connection or listener.
+    var entries: [(inode: UInt64, kind: Kind, state: [UInt8])]
 
     static func == (a: HandoverState, b: HandoverState) -> Bool {
         a.daemonName == b.daemonName && a.entries.count == b.entries.count
-            && zip(a.entries, b.entries).allSatisfy { $0.inode == $1.inode && $0.state == $1.state }
+            && zip(a.entries, b.entries).allSatisfy { $0.inode == $1.inode && $0.kind == $1.kind && $0.state == $1.state }
     }
 
     func encoded() -> [UInt8] {
@@ -34,6 +36,7 @@ struct HandoverState: Equatable {
         put(&o, UInt32(entries.count))
         for e in entries {
             put64(&o, e.inode)
+            o.append(e.kind.rawValue)
             put(&o, UInt32(e.state.count))
             o += e.state
         }
@@ -59,13 +62,15 @@ struct HandoverState: Equatable {
         guard i + nameLength + 4 <= end else { throw DecodeError(description: "truncated name") }
         let name = String(decoding: b[i..<(i + nameLength)], as: UTF8.self); i += nameLength
         let count = Int(get32(b, i)); i += 4
-        var entries: [(UInt64, [UInt8])] = []
+        var entries: [(UInt64, Kind, [UInt8])] = []
         for k in 0..<count {
-            guard i + 12 <= end else { throw DecodeError(description: "truncated at entry \(k) of \(count)") }
+            guard i + 13 <= end else { throw DecodeError(description: "truncated at entry \(k) of \(count)") }
             let inode = get64(b, i); i += 8
+            guard let kind = Kind(rawValue: b[i]) else { throw DecodeError(description: "entry \(k): unknown kind \(b[i])") }
+            i += 1
             let length = Int(get32(b, i)); i += 4
             guard length <= end - i else { throw DecodeError(description: "entry \(k): \(length) bytes past the end") }
-            entries.append((inode, Array(b[i..<(i + length)]))); i += length
+            entries.append((inode, kind, Array(b[i..<(i + length)]))); i += length
         }
         guard i == end else { throw DecodeError(description: "\(end - i) trailing bytes") }
         return HandoverState(daemonName: name, entries: entries)

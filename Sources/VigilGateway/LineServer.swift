@@ -78,6 +78,9 @@ public final class LineServer {
     /// `unlinkPath`: a Unix socket we bound ourselves (never one systemd passed:
     /// systemd keeps that name across our restarts).
     private var listeners: [(fd: Int32, token: Token, address: String, unlinkPath: String?)] = []
+    /// Listeners no longer watched but kept open for a handover: clients
+    /// connecting meanwhile wait in their backlog for the next instance.
+    public private(set) var pausedListeners: [(fd: Int32, address: String)] = []
     private var connections: [Int32: LineConnection] = [:]
     private var nextID: UInt64 = 1
     private let scratch: UnsafeMutableRawBufferPointer
@@ -137,11 +140,25 @@ public final class LineServer {
         return bound
     }
 
-    /// Serves an already-listening socket (e.g. one passed by systemd).
-    public func adopt(listener fd: Int32, name: String) throws(SystemCallError) {
+    /// Serves an already-listening socket (e.g. one passed by systemd, or
+    /// kept by a previous instance). `unlinkPath`: a Unix socket's name to
+    /// remove when the listener is closed (never one systemd passed).
+    public func adopt(listener fd: Int32, name: String, unlinkPath: String? = nil) throws(SystemCallError) {
         var token: Token?
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         token = try reactor.register(fd, interest: .readable) { [unowned self] _ in self.acceptAll(fd) }
-        listeners.append((fd, token!, name, nil))
+        listeners.append((fd, token!, name, unlinkPath))
+    }
+
+    /// Stops accepting on every listener not named in `keeping`, but keeps
+    /// them open, unwatched (``pausedListeners``), for a handover. A Unix
+    /// socket's name is not removed: the next instance serves it.
+    public func pauseListeners(keeping: Set<String> = []) {
+        for l in listeners where !keeping.contains(l.address) {
+            reactor.deregister(l.token)
+            pausedListeners.append((l.fd, l.address))
+        }
+        listeners.removeAll { !keeping.contains($0.address) }
     }
 
     /// Serves a connected stream socket handed over by a previous instance:
@@ -192,6 +209,8 @@ public final class LineServer {
 
     public func closeAll() {
         closeListeners()
+        for l in pausedListeners { StreamSocket.close(l.fd) }
+        pausedListeners = []
         for c in Array(connections.values) { close(c) }
     }
 

@@ -6,7 +6,7 @@ import XCTest
 /// The handover's state encodings: a state that does not decode exactly is
 /// refused whole (docs/systemd.md, "Handover").
 final class HandoverStateTests: XCTestCase {
-    private let sample = HandoverState(daemonName: "vigild", entries: [(inode: 12345, state: Array("abc".utf8)), (inode: 1 << 40, state: [])])
+    private let sample = HandoverState(daemonName: "vigild", entries: [(inode: 12345, kind: .connection, state: Array("abc".utf8)), (inode: 1 << 40, kind: .listener, state: [])])
 
     func testRoundTrip() throws {
         XCTAssertEqual(try HandoverState.decode(sample.encoded()), sample)

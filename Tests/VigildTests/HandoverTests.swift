@@ -213,6 +213,53 @@ final class HandoverTests: XCTestCase {
         XCTAssertEqual(storedCount(unit), 0, "refused descriptors are removed from the store too")
     }
 
+    /// Without a socket unit: vigild's own `--listen` socket is kept open
+    /// through the restart too, so a client connecting in a loop is never
+    /// refused, and an established one stays.
+    func testOwnListenerIsKeptThroughTheRestart() throws {
+        let port = freePort()
+        let name = "vigild-hl-\(port)"
+        let svc = try unitFile("\(name).service", """
+            [Service]
+            Type=notify
+            NotifyAccess=main
+            ExecStart=\(VigildProcess.binary) --listen 127.0.0.1:\(port) --state-dir \(work)/state-\(name)
+            KillMode=mixed
+            TimeoutStopSec=5
+            FileDescriptorStoreMax=3
+            """)
+        XCTAssertEqual(manager.runUnits([svc]).0, 0)
+        let unit = "\(name).service"
+        let kept = try LineClient(port: port)
+        var refused = 0, answered = 0, attempts = 0
+        let stop = DispatchSemaphore(value: 0)
+        let lock = NSLock()
+        var done = false
+        Thread {
+            while !lock.withLock({ done }) {
+                attempts += 1
+                guard let c = try? LineClient(port: port) else { refused += 1; usleep(5_000); continue }
+                c.send(#"{"op":"ping"}"# + "\n")
+                if c.nextLine() == #"{"op":"pong"}"# { answered += 1 }
+            }
+            stop.signal()
+        }.start()
+        usleep(300_000)
+        for _ in 0..<2 {
+            XCTAssertEqual(manager.run(["ctl", "restart", unit]).0, 0)
+            usleep(300_000)
+        }
+        lock.withLock { done = true }
+        stop.wait()
+        XCTAssertEqual(refused, 0, "no connection refused across two restarts (\(attempts) attempts)")
+        XCTAssertGreaterThan(answered, 10)
+        kept.send(#"{"op":"ping"}"# + "\n")
+        XCTAssertEqual(kept.nextLine(), #"{"op":"pong"}"#)
+        let journal = manager.journal(unit)
+        XCTAssertTrue(journal.contains("listening on 127.0.0.1:\(port) (kept open through the restart)"), journal)
+        XCTAssertEqual(storedCount(unit), 0)
+    }
+
     // MARK: benchmarks (docs/benchmarks.md, "Handover"); skipped unless asked for
 
     /// The pause clients see across restarts, with the fd store and with
