@@ -7,7 +7,9 @@
 //    MAINPID`): Restart= decides — `always` or `on-success` restart a
 //    service that exits 0, and the store survives that restart.
 // Reached like StopTimeoutQuery (the manager's private socket, then the bus);
-// synchronous, bounded to 1 s per call.
+// synchronous, inside the stop signal's handler, so bounded to 250 ms per
+// call: a manager that does not answer makes the stop a plain one (goodbye),
+// and the time spent counts against the drain budget.
 import CVigil
 import Glibc
 
@@ -79,7 +81,7 @@ public enum RestartIntentQuery {
         }
         defer { if bus != nil { _ = sd_bus_flush_close_unref(bus) } }
         guard r >= 0 else { return .failure(.init(description: StopTimeoutQuery.errnoText(-r))) }
-        _ = sd_bus_set_method_call_timeout(bus, 1_000_000)
+        _ = sd_bus_set_method_call_timeout(bus, 250_000)
         var pathPtr: UnsafeMutablePointer<CChar>?
         r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &pathPtr)
         guard r >= 0, let pathPtr else { return .failure(.init(description: "sd_bus_path_encode: \(StopTimeoutQuery.errnoText(-r))")) }
