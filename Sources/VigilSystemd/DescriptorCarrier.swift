@@ -15,7 +15,9 @@ public enum DescriptorCarrier {
     /// both ends, then close them.
     public static func pack(_ fds: [Int32]) throws(FileDescriptorStoreError) -> (Int32, Int32) {
         var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+        // Non-blocking: a carrier whose buffer is full fails the handover
+        // (the clients get goodbye) instead of hanging the stop.
+        guard socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0 else {
             throw FileDescriptorStoreError("socketpair: \(String(cString: strerror(errno)))")
         }
         // Room for every datagram: each is small, but the default buffer
