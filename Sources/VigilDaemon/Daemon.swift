@@ -254,6 +254,7 @@ public enum Daemon {
         case .success(let intent):
             if intent.survivesInStore && intent.storeMax < Handover.storeEntries {
                 logger.warning("handover: not this time: FileDescriptorStoreMax=\(intent.storeMax) of \(intent.unit) is below the \(Handover.storeEntries) entries a handover needs; clients are told goodbye")
+                return nil
             } else if intent.survivesInStore {
                 logger.notice("handover: this stop is a restart the fd store survives (\(intent.explanation)): connections are kept for the next instance")
                 return intent
