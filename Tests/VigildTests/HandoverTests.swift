@@ -164,6 +164,20 @@ final class HandoverTests: XCTestCase {
         XCTAssertTrue(manager.journal(unit).contains("a stop job"), manager.journal(unit))
     }
 
+    /// A store too small for the carrier and the state: a plain restart.
+    func testStoreTooSmallMeansAPlainRestart() throws {
+        let port = freePort()
+        let unit = try install("vigild-h2-\(port)", port: port, storeMax: 2)
+        let c = try LineClient(port: port)
+        c.send(#"{"op":"ping"}"# + "\n")
+        XCTAssertEqual(c.nextLine(), #"{"op":"pong"}"#)
+        XCTAssertEqual(manager.run(["ctl", "restart", unit]).0, 0)
+        XCTAssertEqual(c.nextLine(), #"{"op":"goodbye","reason":"shutdown"}"#)
+        XCTAssertNil(c.nextLine())
+        XCTAssertTrue(manager.journal(unit).contains("FileDescriptorStoreMax=2 of \(unit) is below the 3 entries"), manager.journal(unit))
+        XCTAssertEqual(storedCount(unit), 0)
+    }
+
     /// A turn the restart's drain cut short is reported to its sender, on the
     /// same connection, after the restart (docs/protocol.md, `interrupted`).
     func testTurnCutShortByTheRestartIsReportedAfterIt() throws {
