@@ -24,7 +24,8 @@ extension SessionGateway {
 
     /// The connections to store, each with its encoded state. A connection
     /// that cannot be resumed exactly (half-closed, closing, or with an
-    /// answer still waiting for the journal) is told goodbye and closed.
+    /// answer still waiting for the journal), or that was accepted during
+    /// the drain (the control socket stays served), is told goodbye and closed.
     public func handOverConnections(server: LineServer) -> [(fd: Int32, state: [UInt8])] {
         var result: [(Int32, [UInt8])] = []
         var goodbye: [UInt8] = []
@@ -34,7 +35,7 @@ extension SessionGateway {
             if let origin = t.origin { cutShort[origin.connection.id, default: []].append(t.key) }
         }
         for conn in server.openConnections where !conn.isClosed {
-            guard let client = clients[conn.id], !conn.inputEnded, !conn.closeAfterFlush, !client.isWaiting else {
+            guard let client = clients[conn.id], !conn.inputEnded, !conn.closeAfterFlush, !client.isWaiting, !conn.acceptedWhilePaused else {
                 conn.send(goodbye)
                 conn.closeAfterWriting()
                 continue

@@ -42,6 +42,9 @@ public final class LineConnection {
     /// The client half-closed; the connection stays for answers still due.
     @exclusivity(unchecked) public internal(set) var inputEnded = false
     @exclusivity(unchecked) public internal(set) var isClosed = false
+    /// Accepted after ``LineServer/pauseReading()`` (on a listener still
+    /// watched, e.g. a control socket): served as usual, never handed over.
+    public internal(set) var acceptedWhilePaused = false
     /// Overrides the server's `maxUnsentBytes` for this connection (a control
     /// client that asked for a large listing).
     public var unsentLimit: Int?
@@ -227,6 +230,7 @@ public final class LineServer {
             }
             StreamSocket.setNoDelay(fd)
             let conn = LineConnection(fd: fd, id: nextID, server: self)
+            conn.acceptedWhilePaused = readingPaused
             nextID += 1
             do {
                 conn.token = try reactor.register(fd, interest: .readable) { [unowned self, unowned conn] r in
@@ -270,7 +274,7 @@ public final class LineServer {
     private func onEvent(_ conn: LineConnection, _ r: Readiness) {
         if r.contains(.writable) { flush(conn) }
         if conn.isClosed { return }
-        if readingPaused {
+        if readingPaused && !conn.acceptedWhilePaused {
             // Only a hang-up or an error can wake a paused connection: the
             // client is gone, nothing is left to hand over.
             if r.contains(.hangup) || r.contains(.error) { close(conn) }
@@ -401,7 +405,7 @@ public final class LineServer {
         }
         var interest: Interest = []
         if !conn.unsent.isEmpty { interest.insert(.writable) }
-        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded && !readingPaused { interest.insert(.readable) }
+        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded && (!readingPaused || conn.acceptedWhilePaused) { interest.insert(.readable) }
         if let t = conn.token { try? reactor.reregister(t, interest: interest) }
     }
 

@@ -25,11 +25,18 @@ final class GatewayHandoverTests: XCTestCase {
         c.send(#"xt":"two"}"# + "\n" + #"{"op":"ping"}"# + "\n")  // sent while paused: stays in the kernel
         usleep(100_000)
         XCTAssertEqual(first.onLoop { first.gateway.pings }, 1, "nothing is read while paused")
+        // A listener still watched (vigild's control socket) keeps serving
+        // new connections during the drain, without spinning on the paused ones.
+        let late = try Client(unixPath: first.unixPath)
+        late.setTimeout(5)
+        late.send(#"{"op":"ping"}"# + "\n")
+        XCTAssertEqual(late.line(), #"{"op":"pong"}"#)
         let handed: [(fd: Int32, state: [UInt8])] = first.onLoop {
             // The harness closes its copies when it stops: keep our own.
             first.gateway.handOverConnections(server: first.server).map { (dup($0.fd), $0.state) }
         }
-        XCTAssertEqual(handed.count, 2)
+        XCTAssertEqual(handed.count, 2, "the connection accepted during the drain is not handed over")
+        XCTAssertEqual(late.line(), #"{"op":"goodbye","reason":"shutdown"}"#)
         first.stop(removeDirectory: false)
 
         let second = try GatewayHarness(dir: first.dir)
