@@ -5,7 +5,7 @@
 //     → VigilSystemd → VigilDaemon (the entry point) / VigilGateway
 //     → vigild, vigilctl, vigil-bench, line-worker (Examples/)
 // VigilSystemd (sd_notify, watchdog, socket activation, journald, the unit's
-// stop timeout) sits between the lifecycle and the entry point.
+// stop timeout, the fd store) sits between the lifecycle and the entry point.
 import PackageDescription
 
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
