@@ -239,9 +239,12 @@ public func wallClockNanoseconds() -> UInt64 {
 public func currentBootID() -> String {
     guard let f = fopen("/proc/sys/kernel/random/boot_id", "r") else { return "unknown" }
     defer { fclose(f) }
-    var buf = [CChar](repeating: 0, count: 64)
-    guard fgets(&buf, 64, f) != nil else { return "unknown" }
-    return String(cString: buf).trimmingCharacters(in: "\n")
+    var buf = [UInt8](repeating: 0, count: 64)
+    let read = buf.withUnsafeMutableBufferPointer { b in
+        b.withMemoryRebound(to: CChar.self) { fgets($0.baseAddress, Int32($0.count), f) != nil }
+    }
+    guard read else { return "unknown" }
+    return String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self).trimmingCharacters(in: "\n")
 }
 
 extension String {
