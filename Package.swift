@@ -65,6 +65,7 @@ let package = Package(
             name: "VigilDurable",
             dependencies: [
                 "VigilSystem", "VigilReactor",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -87,7 +88,7 @@ let package = Package(
         .target(
             name: "VigilSystemd",
             dependencies: [
-                "CVigil", "VigilReactor", "VigilLifecycle",
+                "CVigil", "VigilReactor",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -96,14 +97,14 @@ let package = Package(
         .target(
             name: "VigilDaemon",
             dependencies: [
-                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd",
+                "CVigil", "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "VigilGateway",
             dependencies: [
-                "VigilReactor", "VigilDurable", "VigilLifecycle",
+                "VigilReactor", "VigilDurable",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -136,7 +137,6 @@ let package = Package(
             name: "vigil-bench",
             dependencies: [
                 "CVigil", "VigilReactor", "VigilDurable",
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
