@@ -1,12 +1,13 @@
 // swift-tools-version: 6.0
 // Vigil: a Linux daemon toolkit whose stop sequence survives SIGKILL.
 // Layers (each module depends only on those below it):
-//   CVigil (CShims/) → VigilReactor → VigilDurable → VigilLifecycle
+//   CVigil (CShims/), VigilSystem (syscall funnel) → VigilReactor
+//     → VigilDurable → VigilLifecycle
 //     → VigilSystemd → VigilDaemon (the entry point) / VigilGateway
 //     → VigilSupervisor (`vigil run`: a program under the entry point)
 //     → vigild, vigil, vigilctl, vigil-bench, line-worker (Examples/)
 // VigilSystemd (sd_notify, watchdog, socket activation, journald, the unit's
-// stop timeout) sits between the lifecycle and the entry point.
+// stop timeout, the fd store) sits between the lifecycle and the entry point.
 import PackageDescription
 
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
@@ -19,6 +20,8 @@ let package = Package(
         .library(name: "VigilLifecycle", targets: ["VigilLifecycle"]),
         .library(name: "VigilSystemd", targets: ["VigilSystemd"]),
         .library(name: "VigilDaemon", targets: ["VigilDaemon"]),
+        // Test doubles for embedders' tests: never linked into a daemon.
+        .library(name: "VigilTesting", targets: ["VigilTesting"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
         .library(name: "VigilSupervisor", targets: ["VigilSupervisor"]),
         .executable(name: "vigild", targets: ["vigild"]),
@@ -43,10 +46,18 @@ let package = Package(
             publicHeadersPath: "include",
             linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("systemd")]
         ),
+        // The syscall funnel (errno first, EINTR, write-all), the clock and
+        // SignalInfo: below the reactor, so the record layer needs no loop.
+        .target(
+            name: "VigilSystem",
+            dependencies: [
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .target(
             name: "VigilReactor",
             dependencies: [
-                "CVigil",
+                "CVigil", "VigilSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -56,7 +67,17 @@ let package = Package(
         .target(
             name: "VigilDurable",
             dependencies: [
-                "VigilReactor",
+                "VigilSystem", "VigilReactor",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Test doubles (the crash-simulating file system, the journal's I/O
+        // on it): kept out of the production libraries.
+        .target(
+            name: "VigilTesting",
+            dependencies: [
+                "VigilReactor", "VigilDurable",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -70,7 +91,7 @@ let package = Package(
         .target(
             name: "VigilSystemd",
             dependencies: [
-                "CVigil", "VigilReactor", "VigilLifecycle",
+                "CVigil", "VigilReactor",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -79,14 +100,14 @@ let package = Package(
         .target(
             name: "VigilDaemon",
             dependencies: [
-                "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd",
+                "CVigil", "VigilReactor", "VigilDurable", "VigilLifecycle", "VigilSystemd",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "VigilGateway",
             dependencies: [
-                "VigilReactor", "VigilDurable", "VigilLifecycle",
+                "VigilReactor", "VigilDurable",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -137,7 +158,6 @@ let package = Package(
             name: "vigil-bench",
             dependencies: [
                 "CVigil", "VigilReactor", "VigilDurable",
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -145,10 +165,11 @@ let package = Package(
         // callbacks; Swift 5 mode keeps that readable without weakening the
         // libraries, which build in Swift 6 mode.
         .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"], swiftSettings: swift5),
-        .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor"], swiftSettings: swift5),
+        .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor", "VigilTesting"], swiftSettings: swift5),
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
         // Drives the `vigil` and `vigilctl` binaries (docs/run.md).
         .testTarget(name: "VigilRunTests", swiftSettings: swift5),
         .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable"], swiftSettings: swift5),
+        .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilGateway", "VigilDurable", "VigilSystemd"], swiftSettings: swift5),
     ]
 )

@@ -258,3 +258,67 @@ int cvigil_peer_uid(int fd, uid_t *uid) {
 int cvigil_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1) == 0 ? 0 : -errno;
 }
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+int cvigil_memfd_create(const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    return fd < 0 ? -errno : fd;
+}
+
+int cvigil_memfd_seal(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0 ? -errno : 0;
+}
+
+int cvigil_memfd_is_sealed(int fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) return -errno;
+    int all = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+    return (seals & all) == all ? 1 : 0;
+}
+
+#include <string.h>
+#include <sys/socket.h>
+
+int cvigil_send_fds(int sock, const int *fds, unsigned n) {
+    if (n == 0 || n > 253) return -EINVAL;
+    char byte = 'F';
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+    ssize_t r;
+    do { r = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+int cvigil_recv_fds(int sock, int *fds, unsigned max) {
+    char byte;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+    ssize_t r;
+    do { r = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -errno;
+    unsigned got = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        unsigned k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *in = (int *)CMSG_DATA(c);
+        for (unsigned i = 0; i < k; i++) {
+            if (got < max) fds[got++] = in[i];
+            else close(in[i]);
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+        for (unsigned i = 0; i < got; i++) close(fds[i]);
+        return -EMSGSIZE;
+    }
+    return (int)got;
+}

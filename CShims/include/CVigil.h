@@ -87,4 +87,19 @@ int cvigil_thread_cpus(int *cpus, int capacity);
 // Pins the calling thread to `cpus` (sched_setaffinity): 0 or -errno.
 int cvigil_thread_set_cpus(const int *cpus, int count);
 
+// memfd_create(MFD_CLOEXEC | MFD_ALLOW_SEALING) (needs _GNU_SOURCE); -errno on error.
+int cvigil_memfd_create(const char *name);
+// Seals a memfd against any further change (shrink, grow, write, seal).
+int cvigil_memfd_seal(int fd);
+// Whether fd is a memfd whose contents can no longer change (all seals set): 1, 0, or -errno.
+int cvigil_memfd_is_sealed(int fd);
+
+// One datagram carrying n (at most 253) descriptors (SCM_RIGHTS) and no
+// payload but a byte: 0, or -errno.
+int cvigil_send_fds(int sock, const int *fds, unsigned n);
+// Receives one such datagram without blocking (MSG_CMSG_CLOEXEC): the number
+// of descriptors stored in fds (at most max), -EAGAIN when the queue is
+// empty, -EMSGSIZE when descriptors were cut off (MSG_CTRUNC), or -errno.
+int cvigil_recv_fds(int sock, int *fds, unsigned max);
+
 #endif

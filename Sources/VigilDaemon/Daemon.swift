@@ -126,10 +126,15 @@ public enum Daemon {
         }
         defer { reactor.close() }
 
+        // Connections a previous instance handed over (systemd's fd store),
+        // validated before any service code runs.
+        let inherited = Handover.take(daemonName: name, logger: logger)
+
         // 5. The application.
         let context = DaemonContext(name: name, reactor: reactor, previousRun: previous, stateDirectory: stateFS,
                                     budget: budget, logger: logger, notifier: notifier)
         context.store = store
+        context.handedOverListeners = inherited.listeners
         let service: Service
         do {
             // Orphans re-parented to us (PID 1 in a container, a subreaper)
@@ -138,6 +143,22 @@ public enum Daemon {
             try reactor.onSignal(SIGCHLD) { _ in reactor.reapChildren() }
             service = try makeService(context)
             try service.start(context)
+            if let handing = service as? any HandoverService {
+                handing.adopt(inherited.handover)
+            } else {
+                for c in inherited.handover.connections { close(c.fd) }
+                if !inherited.handover.connections.isEmpty {
+                    logger.warning("handover: \(inherited.handover.connections.count) connection(s) passed, but \(name) does not adopt connections: closed")
+                }
+            }
+            for l in context.handedOverListeners {
+                close(l.fd)
+                logger.warning("handover: a listener of the previous instance was not taken (state \(String(decoding: l.state, as: UTF8.self))): closed")
+            }
+            context.handedOverListeners = []
+            // Adopted (or refused): out of the store, so a crash of this
+            // instance does not hand them, stale, to the next one.
+            if inherited.passedAny { Handover.removeStored() }
         } catch let failure as DaemonFailure {
             logger.critical("\(failure.message)")
             return failure.exitCode
@@ -150,9 +171,19 @@ public enum Daemon {
         stop.inFlight = { service.workInFlight }
         var extender: TimeoutExtender?
         var drainStatus: TimerHandle?
+        var handover: RestartIntent?
         stop.onStopping.append { info in
-            // First: nothing may be admitted after the record that counted
-            // the work in flight.
+            // Is this a restart the fd store survives? Asked before
+            // stopAdmitting, so the service keeps (unwatched) what the next
+            // instance needs; nothing else runs on the loop meanwhile, so
+            // nothing is admitted after the record. FDSTORE=1 only ever
+            // follows a durable `stopping` record.
+            if let handing = service as? any HandoverService, info.signal == SIGTERM, notifier.isEnabled, stop.recordsDurable {
+                handover = decideHandover(logger)
+                if handover != nil { handing.prepareHandover() }
+            }
+            // Nothing may be admitted after the record that counted the
+            // work in flight.
             service.stopAdmitting(info)
             // STOPPING=1 only now: the `stopping` record is durable (or the
             // log and STATUS say it is not).
@@ -183,6 +214,19 @@ public enum Daemon {
             if let t = drainStatus { reactor.cancelTimer(t) }
             extender?.stop()
             if outcome == .cutShort { service.abandon() }
+            if let intent = handover, let handing = service as? any HandoverService {
+                let connections = handing.handOver()
+                let listeners = handing.handOverListeners()
+                do {
+                    try Handover.store(connections, listeners: listeners, daemonName: name, storeMax: intent.storeMax)
+                    logger.notice("handover: \(connections.count) connection(s) stored in the fd store of \(intent.unit) for the next instance")
+                    notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned, \(connections.count) connection(s) handed over")
+                    return
+                } catch {
+                    logger.error("handover failed (\(error)): the clients are told goodbye")
+                    handing.handoverFailed()
+                }
+            }
             notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned")
         }
         // A supervised program's own end (DaemonContext+RunEnd.swift).
@@ -218,6 +262,24 @@ public enum Daemon {
         }
         service.finish()
         return runEndExitCode ?? stop.exitCode
+    }
+
+    /// The handover rule (docs/systemd.md): asked of the manager at the stop.
+    static func decideHandover(_ logger: Logger) -> RestartIntent? {
+        switch RestartIntentQuery.ask() {
+        case .success(let intent):
+            if intent.survivesInStore && intent.storeMax < Handover.storeEntries {
+                logger.warning("handover: not this time: FileDescriptorStoreMax=\(intent.storeMax) of \(intent.unit) is below the \(Handover.storeEntries) entries a handover needs; clients are told goodbye")
+                return nil
+            } else if intent.survivesInStore {
+                logger.notice("handover: this stop is a restart the fd store survives (\(intent.explanation)): connections are kept for the next instance")
+                return intent
+            }
+            logger.info("handover: not this time (\(intent.explanation)); clients are told goodbye")
+        case .failure(let e):
+            logger.info("handover: cannot tell whether this stop is a restart (\(e)); clients are told goodbye")
+        }
+        return nil
     }
 
     /// STATUS= kept current while serving: every 5 s, sent only when the

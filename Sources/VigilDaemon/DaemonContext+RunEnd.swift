@@ -42,7 +42,12 @@ extension Daemon {
     static func endRunWithoutStop(_ store: ShutdownRecordStore, _ exit: ChildExit, _ openWork: Int, _ exitCode: Int32,
                                   _ logger: Logger, _ notifier: ServiceNotifier, _ reactor: Reactor) -> Int32 {
         var code = exitCode
-        do { try store.markProgramExited(exit, openWork: openWork) } catch {
+        let status: Int32?, signal: Int32?
+        switch exit {
+        case .exited(let code): (status, signal) = (code, nil)
+        case .signaled(let s): (status, signal) = (nil, s)
+        }
+        do { try store.markProgramExited(status: status, signal: signal, openWork: openWork) } catch {
             logger.error("the record of the program's end is NOT durable (\(error)); the next start will report crash")
             code = DaemonExit.fatal
         }

@@ -28,6 +28,8 @@ public final class DaemonContext: @unchecked Sendable {
     var store: ShutdownRecordStore?
     /// Ends the run without a stop request (DaemonContext+RunEnd.swift).
     var runEnder: ((ChildExit, Int, Int32) -> Bool)?
+    /// Listeners a previous instance kept (HandoverService.handOverListeners).
+    var handedOverListeners: [HandedOverDescriptor] = []
 
     init(name: String, reactor: Reactor, previousRun: PreviousRun, stateDirectory: PosixStateFileSystem,
          budget: StopBudget, logger: Logger, notifier: ServiceNotifier) {
@@ -50,6 +52,15 @@ public final class DaemonContext: @unchecked Sendable {
     public var lastRecordWrite: (visibleNs: UInt64, durableNs: UInt64) {
         guard let store else { return (0, 0) }
         return (store.lastWriteVisibleNs, store.lastWriteDurableNs)
+    }
+
+    /// A listening socket the previous instance handed over
+    /// (``HandoverService/handOverListeners()``) with exactly this state, now
+    /// the caller's; nil when there is none. Take yours in the factory or in
+    /// ``DaemonService/start(_:)``: the entry point closes the rest after it.
+    public func takeHandedOverListener(matching state: [UInt8]) -> Int32? {
+        guard let i = handedOverListeners.firstIndex(where: { $0.state == state }) else { return nil }
+        return handedOverListeners.remove(at: i).fd
     }
 
     /// Sends `STATUS=text` to the service manager (nothing without one).

@@ -7,7 +7,7 @@
 // or partial inode; without the directory fsync the rename can be lost and
 // the old record reappear after the crash.
 import Glibc
-import VigilReactor
+import VigilSystem
 
 public enum AtomicFile {
     // No switch leaves a flush out: the negative controls of the crash and

@@ -18,11 +18,6 @@ public protocol JournalIO: AnyObject {
 public final class DiskJournalIO: JournalIO {
     public let fs: any StateFileSystem
     let disk: any DiskIO
-    /// Negative control for the power-loss test only
-    /// (`VIGIL_DEBUG_SKIP_JOURNAL_SYNC=1`): appends are reported durable
-    /// without the fdatasync, which that test must then catch.
-    let skipSync = getenv("VIGIL_DEBUG_SKIP_JOURNAL_SYNC").map { String(cString: $0) == "1" } ?? false
-
     public init(fs: any StateFileSystem, disk: any DiskIO) {
         self.fs = fs
         self.disk = disk
@@ -31,12 +26,6 @@ public final class DiskJournalIO: JournalIO {
     public func writeAndSync(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64,
                              completion: @escaping (SystemCallError?) -> Void) {
         let count = bytes.count
-        if skipSync {
-            disk.submit([.write(fd: handle, bytes: bytes, offset: offset)], linked: false) { r in
-                if case .failure(let e) = r[0].result { completion(e) } else { completion(nil) }
-            }
-            return
-        }
         disk.submit([.write(fd: handle, bytes: bytes, offset: offset), .fsync(fd: handle, dataOnly: true)], linked: true) { r in
             switch (r[0].result, r[1].result) {
             case (.success(let n), .success) where n == count: completion(nil)
@@ -46,29 +35,5 @@ public final class DiskJournalIO: JournalIO {
             case (_, .failure(let e)): completion(e)
             }
         }
-    }
-}
-
-/// Tests: the simulated file system, completions delivered on the loop in a
-/// later iteration like the real backends.
-public final class SimulatedJournalIO: JournalIO {
-    public let fs: any StateFileSystem
-    let reactor: Reactor
-
-    public init(fs: SimulatedStateFileSystem, reactor: Reactor) {
-        self.fs = fs
-        self.reactor = reactor
-    }
-
-    public func writeAndSync(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64,
-                             completion: @escaping (SystemCallError?) -> Void) {
-        var failure: SystemCallError?
-        do {
-            try fs.write(handle, bytes, at: offset)
-            try fs.dataSync(handle)
-        } catch {
-            failure = error
-        }
-        reactor.deliverOnLoop { completion(failure) }
     }
 }

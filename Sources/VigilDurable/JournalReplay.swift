@@ -5,7 +5,7 @@
 // skipped silently.
 import Glibc
 import Logging
-import VigilReactor
+import VigilSystem
 
 public struct JournalReplayReport: Sendable, Equatable {
     public struct Range: Sendable, Equatable, CustomStringConvertible {

@@ -6,7 +6,7 @@
 // at once instead of blocking the daemon (or vigilctl) in open or read.
 import Glibc
 import SystemPackage
-import VigilReactor
+import VigilSystem
 
 public final class PosixStateFileSystem: StateFileSystem {
     public let path: String
@@ -18,12 +18,12 @@ public final class PosixStateFileSystem: StateFileSystem {
     public init(path: String, create: Bool = true) throws(SystemCallError) {
         self.path = path
         if create && mkdir(path, 0o700) != 0 {
-            let e = Errno(rawValue: Glibc.errno)
-            if e != .fileExists { throw SystemCallError("mkdir(\(path))", e) }
+            let e = SystemCall.lastError("mkdir(\(path))")
+            if e.errno != .fileExists { throw e }
         }
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 {
-            var e = Errno(rawValue: Glibc.errno)
+            var e = SystemCall.errno
             // O_NOFOLLOW on a symlink with O_DIRECTORY reports ENOTDIR or ELOOP.
             var st = stat()
             if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK { e = .tooManySymbolicLinkLevels }
@@ -39,7 +39,7 @@ public final class PosixStateFileSystem: StateFileSystem {
     /// Whoever can write there can forge the record or delete the journal.
     public func checkPrivate() throws(SystemCallError) {
         var st = stat()
-        if fstat(directoryFD, &st) != 0 { throw SystemCallError("fstat(\(path))", Errno(rawValue: Glibc.errno)) }
+        _ = try SystemCall.run("fstat(\(path))") { fstat(directoryFD, &st) }
         let uid = geteuid()
         if st.st_uid != uid {
             throw SystemCallError("\(path) is owned by uid \(st.st_uid), not by this process's uid \(uid): refusing a state directory another user controls", .permissionDenied)
@@ -77,17 +77,17 @@ public final class PosixStateFileSystem: StateFileSystem {
     func openRegular(_ name: String, _ flags: Int32, _ mode: mode_t = 0o600) throws(SystemCallError) -> Int32? {
         let fd = openat(directoryFD, name, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, mode)
         if fd < 0 {
-            let e = Errno(rawValue: Glibc.errno)
-            if e == .noSuchFileOrDirectory && flags & O_CREAT == 0 { return nil }
+            let e = SystemCall.lastError("open(\(name))")
+            if e.errno == .noSuchFileOrDirectory && flags & O_CREAT == 0 { return nil }
             // A FIFO without a reader (ENXIO for O_WRONLY) or a symlink (ELOOP).
             if let kind = nonRegularType(name) { throw Self.notRegular(name, kind) }
-            throw SystemCallError("open(\(name))", e)
+            throw e
         }
         var st = stat()
         if fstat(fd, &st) != 0 {
-            let e = Errno(rawValue: Glibc.errno)
+            let e = SystemCall.lastError("fstat(\(name))")
             Glibc.close(fd)
-            throw SystemCallError("fstat(\(name))", e)
+            throw e
         }
         if let kind = Self.typeName(st.st_mode) {
             Glibc.close(fd)
@@ -104,79 +104,55 @@ public final class PosixStateFileSystem: StateFileSystem {
 
     /// Checks that files can be created here (EACCES, EROFS, ENOSPC surface now, not at SIGTERM).
     public func checkWritable() throws(SystemCallError) {
-        if faccessat(directoryFD, ".", W_OK | X_OK, AT_EACCESS) != 0 {
-            throw SystemCallError("access(\(path), W_OK)", Errno(rawValue: Glibc.errno))
-        }
+        _ = try SystemCall.run("access(\(path), W_OK)") { faccessat(directoryFD, ".", W_OK | X_OK, AT_EACCESS) }
     }
 
     public func read(_ name: String) throws(SystemCallError) -> [UInt8]? {
         guard let fd = try openRegular(name, O_RDONLY) else { return nil }
         defer { Glibc.close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                let e = Errno(rawValue: Glibc.errno)
-                if e == .interrupted { continue }
-                throw SystemCallError("read(\(name))", e)
-            }
-            if n == 0 { return out }
-            out.append(contentsOf: buf[0..<n])
-        }
+        return try SystemCall.readToEnd(fd, name: "read(\(name))")
     }
 
     public func create(_ name: String) throws(SystemCallError) -> StateFileHandle {
         // O_TRUNC only once the file is known to be regular.
         let fd = try openRegular(name, O_WRONLY | O_CREAT)!
         if ftruncate(fd, 0) != 0 {
-            let e = Errno(rawValue: Glibc.errno)
+            let e = SystemCall.lastError("ftruncate(\(name))")
             Glibc.close(fd)
-            throw SystemCallError("ftruncate(\(name))", e)
+            throw e
         }
         return fd
     }
 
     public func write(_ handle: StateFileHandle, _ bytes: [UInt8]) throws(SystemCallError) {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(handle, $0.baseAddress! + done, bytes.count - done) }
-            if n < 0 {
-                let e = Errno(rawValue: Glibc.errno)
-                if e == .interrupted { continue }
-                throw SystemCallError("write", e)
-            }
-            done += n
-        }
+        try SystemCall.writeAll(handle, bytes, name: "write")
     }
 
     public func sync(_ handle: StateFileHandle) throws(SystemCallError) {
-        if fsync(handle) != 0 { throw SystemCallError("fsync", Errno(rawValue: Glibc.errno)) }
+        _ = try SystemCall.run("fsync") { fsync(handle) }
     }
 
     public func close(_ handle: StateFileHandle) throws(SystemCallError) {
         // close can report a deferred write error (EIO, ENOSPC on NFS); the
         // descriptor is gone either way, so it is never retried.
         if Glibc.close(handle) != 0 {
-            let e = Errno(rawValue: Glibc.errno)
-            if e != .interrupted { throw SystemCallError("close", e) }
+            let e = SystemCall.lastError("close")
+            if e.errno != .interrupted { throw e }
         }
     }
 
     public func rename(_ from: String, to: String) throws(SystemCallError) {
-        if renameat(directoryFD, from, directoryFD, to) != 0 {
-            throw SystemCallError("rename(\(from) → \(to))", Errno(rawValue: Glibc.errno))
-        }
+        _ = try SystemCall.run("rename(\(from) → \(to))") { renameat(directoryFD, from, directoryFD, to) }
     }
 
     public func syncDirectory() throws(SystemCallError) {
-        if fsync(directoryFD) != 0 { throw SystemCallError("fsync(\(path))", Errno(rawValue: Glibc.errno)) }
+        _ = try SystemCall.run("fsync(\(path))") { fsync(directoryFD) }
     }
 
     public func remove(_ name: String) throws(SystemCallError) {
         if unlinkat(directoryFD, name, 0) != 0 {
-            let e = Errno(rawValue: Glibc.errno)
-            if e != .noSuchFileOrDirectory { throw SystemCallError("unlink(\(name))", e) }
+            let e = SystemCall.lastError("unlink(\(name))")
+            if e.errno != .noSuchFileOrDirectory { throw e }
         }
     }
 
@@ -186,11 +162,11 @@ public final class PosixStateFileSystem: StateFileSystem {
     }
 
     public func list() throws(SystemCallError) -> [String] {
-        let fd = openat(directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 { throw SystemCallError("open(\(path))", Errno(rawValue: Glibc.errno)) }
+        let fd = try SystemCall.run("open(\(path))") { openat(directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         guard let dir = fdopendir(fd) else {
+            let e = SystemCall.lastError("fdopendir(\(path))")
             Glibc.close(fd)
-            throw SystemCallError("fdopendir(\(path))", Errno(rawValue: Glibc.errno))
+            throw e
         }
         defer { closedir(dir) }
         var names: [String] = []
@@ -209,23 +185,14 @@ public final class PosixStateFileSystem: StateFileSystem {
     }
 
     public func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(handle, $0.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-            if n < 0 {
-                let e = Errno(rawValue: Glibc.errno)
-                if e == .interrupted { continue }
-                throw SystemCallError("pwrite", e)
-            }
-            done += n
-        }
+        try SystemCall.writeAll(handle, bytes, at: offset, name: "pwrite")
     }
 
     public func dataSync(_ handle: StateFileHandle) throws(SystemCallError) {
-        if fdatasync(handle) != 0 { throw SystemCallError("fdatasync", Errno(rawValue: Glibc.errno)) }
+        _ = try SystemCall.run("fdatasync") { fdatasync(handle) }
     }
 
     public func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) {
-        if ftruncate(handle, off_t(size)) != 0 { throw SystemCallError("ftruncate", Errno(rawValue: Glibc.errno)) }
+        _ = try SystemCall.run("ftruncate") { ftruncate(handle, off_t(size)) }
     }
 }

@@ -1,6 +1,9 @@
 // What the previous run's record says happened to it, decided from the
 // record alone — no timestamps compared, no heuristics (docs/shutdown.md).
 
+/// How the previous run of a daemon ended, decided from its shutdown record
+/// alone. The raw values are what `vigilctl last-shutdown` prints and what
+/// `VIGIL_PREVIOUS_RUN` carries.
 public enum RunClassification: String, Sendable, CaseIterable {
     /// No record: this state directory has never been used.
     case firstStart = "first-start"
@@ -18,10 +21,14 @@ public enum RunClassification: String, Sendable, CaseIterable {
     case corrupt
 }
 
+/// The verdict on the previous run, given to a daemon at its start
+/// (`DaemonContext.previousRun`): log it, branch on it, hand it to users.
 public struct PreviousRun: Sendable, Equatable {
+    /// What happened, from the record alone.
     public var classification: RunClassification
     /// The record comes from another boot (reboot or power loss in between).
     public var previousBoot: Bool
+    /// The previous run's record as read (nil for `first-start`, `corrupt`).
     public var record: ShutdownRecord?
     /// Why the record was rejected, for `corrupt`.
     public var corruption: String?

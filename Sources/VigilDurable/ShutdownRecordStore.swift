@@ -11,7 +11,7 @@
 // versions' rename-based record) is still read, and replaced by a format-2
 // file at the next take-over.
 import Glibc
-import VigilReactor
+import VigilSystem
 
 public final class ShutdownRecordStore {
     public static let recordName = "shutdown.record"
@@ -159,15 +159,14 @@ public final class ShutdownRecordStore {
     /// Anything else keeps the state `running`, so every reader — older
     /// ones too — classifies it as a crash; the exit status or signal and
     /// the open units (`abandoned`) are added for the next start to report.
-    public func markProgramExited(_ exit: ChildExit, openWork: Int) throws(SystemCallError) {
+    /// `status`: the program's exit status; else `signal`: the signal that killed it.
+    public func markProgramExited(status: Int32?, signal: Int32?, openWork: Int) throws(SystemCallError) {
         guard var r = current else { preconditionFailure("markProgramExited before takeOver") }
-        switch exit {
-        case .exited(let code): r.programExitStatus = code
-        case .signaled(let signal): r.programExitSignal = signal
-        }
+        r.programExitStatus = status
+        r.programExitSignal = status == nil ? signal : nil
         r.abandoned = openWork
         r.stoppedAtNs = wallClockNanoseconds()
-        if exit == .exited(0) && openWork == 0 {
+        if status == 0 && openWork == 0 {
             r.state = .stopped
             r.outcome = .clean
             r.drainMs = 0
@@ -260,9 +259,12 @@ public func wallClockNanoseconds() -> UInt64 {
 public func currentBootID() -> String {
     guard let f = fopen("/proc/sys/kernel/random/boot_id", "r") else { return "unknown" }
     defer { fclose(f) }
-    var buf = [CChar](repeating: 0, count: 64)
-    guard fgets(&buf, 64, f) != nil else { return "unknown" }
-    return String(cString: buf).trimmingCharacters(in: "\n")
+    var buf = [UInt8](repeating: 0, count: 64)
+    let read = buf.withUnsafeMutableBufferPointer { b in
+        b.withMemoryRebound(to: CChar.self) { fgets($0.baseAddress, Int32($0.count), f) != nil }
+    }
+    guard read else { return "unknown" }
+    return String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self).trimmingCharacters(in: "\n")
 }
 
 extension String {

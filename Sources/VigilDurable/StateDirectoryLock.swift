@@ -12,7 +12,7 @@
 // safety rests on the directory's lock.
 import Glibc
 import SystemPackage
-import VigilReactor
+import VigilSystem
 
 /// The exclusive lock of one state directory, held while this object lives.
 public final class StateDirectoryLock {
@@ -47,9 +47,7 @@ public final class StateDirectoryLock {
     }
 
     private static func openDirectory(_ dir: PosixStateFileSystem) throws(SystemCallError) -> Int32 {
-        let fd = openat(dir.directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 { throw SystemCallError("open(\(dir.path))", Errno(rawValue: Glibc.errno)) }
-        return fd
+        try SystemCall.run("open(\(dir.path))") { openat(dir.directoryFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
     }
 
     /// Takes the lock or reports who holds it.
@@ -62,7 +60,7 @@ public final class StateDirectoryLock {
         // short retries keep that probe from failing a start as "held".
         var retries = 20
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let e = Errno(rawValue: Glibc.errno)
+            let e = SystemCall.errno
             if e == .interrupted { continue }
             if e == .wouldBlock && retries > 0 {
                 retries -= 1
@@ -80,7 +78,7 @@ public final class StateDirectoryLock {
         if let pidFile = try? dir.openRegular(fileName, O_RDWR | O_CREAT) {
             var fileRetries = 20  // vigilctl's probe, as above
             while flock(pidFile, LOCK_EX | LOCK_NB) != 0 {
-                let e = Errno(rawValue: Glibc.errno)
+                let e = SystemCall.errno
                 if e == .interrupted { continue }
                 if e != .wouldBlock { break }  // best effort: the directory lock is what counts
                 if fileRetries > 0 {

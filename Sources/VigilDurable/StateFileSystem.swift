@@ -1,8 +1,8 @@
 // The few file operations the durable layer performs inside the state
 // directory, behind a protocol so the same code runs against the real
-// filesystem and against `SimulatedStateFileSystem`, which loses what was
+// filesystem and against `SimulatedStateFileSystem` (in the VigilTesting target), which loses what was
 // not fsynced when a test "pulls the plug" (SQLite's crash-test VFS idea).
-import VigilReactor
+import VigilSystem
 
 /// A descriptor-like handle returned by `create`.
 public typealias StateFileHandle = Int32

@@ -131,17 +131,21 @@ public final class ExecAgent: Agent {
                 guard let run else { return }
                 var buf = [UInt8](repeating: 0, count: 65536)
                 while true {
-                    let n = buf.withUnsafeMutableBytes { Glibc.read(run.stdoutFD, $0.baseAddress, $0.count) }
-                    if n > 0 {
+                    // The reactor's non-blocking read: EINTR retried, EAGAIN
+                    // is "wait for the next readiness", anything else ends it.
+                    let r = try? buf.withUnsafeMutableBytes { try StreamSocket.read(run.stdoutFD, into: $0) }
+                    switch r {
+                    case .processed(let n) where n > 0:
                         if run.output.count <= ExecAgent.maxReply { run.output.append(contentsOf: buf[0..<n]) }
                         continue
-                    }
-                    if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                    case .wouldBlock:
+                        return
+                    default:  // EOF or an error: the output is complete
                         run.eof = true
                         if let t = run.stdoutToken { run.reactor.deregister(t); run.stdoutToken = nil }
                         run.maybeFinish()
+                        return
                     }
-                    return
                 }
             }
             writeInput(run)
@@ -161,9 +165,9 @@ public final class ExecAgent: Agent {
     /// Writes the message to the child's stdin without blocking, then closes it.
     private func writeInput(_ run: Running) {
         while !run.pendingInput.isEmpty {
-            let n = run.pendingInput.withUnsafeBytes { Glibc.write(run.stdinFD, $0.baseAddress, $0.count) }
-            if n > 0 { run.pendingInput.removeFirst(n); continue }
-            if n < 0 && errno == EAGAIN {
+            let r = try? run.pendingInput.withUnsafeBytes { try StreamSocket.write(run.stdinFD, from: $0) }
+            if case .processed(let n) = r, n > 0 { run.pendingInput.removeFirst(n); continue }
+            if r == .wouldBlock {
                 if run.stdinToken == nil {
                     run.stdinToken = try? reactor.register(run.stdinFD, interest: .writable) { [weak self, weak run] _ in
                         guard let self, let run else { return }

@@ -108,7 +108,8 @@ extension SessionGateway {
     }
 
     func sayGoodbye() {
-        if saidGoodbye { return }
+        // A handover keeps every connection: the next instance answers it.
+        if saidGoodbye || handingOver { return }
         saidGoodbye = true
         var o: [UInt8] = []
         JSONWriter.append("{\"op\":\"goodbye\",\"reason\":\"shutdown\"}\n", to: &o)

@@ -45,6 +45,9 @@ public final class LineConnection {
     /// The client half-closed; the connection stays for answers still due.
     @exclusivity(unchecked) public internal(set) var inputEnded = false
     @exclusivity(unchecked) public internal(set) var isClosed = false
+    /// Accepted after ``LineServer/pauseReading()`` (on a listener still
+    /// watched, e.g. a control socket): served as usual, never handed over.
+    public internal(set) var acceptedWhilePaused = false
     /// Overrides the server's `maxUnsentBytes` for this connection (a control
     /// client that asked for a large listing).
     public var unsentLimit: Int?
@@ -81,6 +84,9 @@ public final class LineServer {
     /// `unlinkPath`: a Unix socket we bound ourselves (never one systemd passed:
     /// systemd keeps that name across our restarts).
     private var listeners: [(fd: Int32, token: Token, address: String, unlinkPath: String?)] = []
+    /// Listeners no longer watched but kept open for a handover: clients
+    /// connecting meanwhile wait in their backlog for the next instance.
+    public private(set) var pausedListeners: [(fd: Int32, address: String)] = []
     private var connections: [Int32: LineConnection] = [:]
     private var nextID: UInt64 = 1
     private let scratch: UnsafeMutableRawBufferPointer
@@ -105,6 +111,9 @@ public final class LineServer {
     /// accept(2) failures for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM).
     public private(set) var acceptFailures = 0
     private var failuresSinceLog = 0
+    /// A handover is under way: requests stay in the kernel for the next
+    /// instance; only output is written.
+    public private(set) var readingPaused = false
     private var lastAcceptLogNs: UInt64 = 0
 
     public init(reactor: Reactor, handler: any LineHandler, maxLineBytes: Int = 64 * 1024, logger: Logger) {
@@ -142,11 +151,59 @@ public final class LineServer {
         return bound
     }
 
-    /// Serves an already-listening socket (e.g. one passed by systemd).
-    public func adopt(listener fd: Int32, name: String) throws(SystemCallError) {
+    /// Serves an already-listening socket (e.g. one passed by systemd, or
+    /// kept by a previous instance). `unlinkPath`: a Unix socket's name to
+    /// remove when the listener is closed (never one systemd passed).
+    public func adopt(listener fd: Int32, name: String, unlinkPath: String? = nil) throws(SystemCallError) {
         var token: Token?
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         token = try reactor.register(fd, interest: .readable) { [unowned self] _ in self.acceptAll(fd) }
-        listeners.append((fd, token!, name, nil))
+        listeners.append((fd, token!, name, unlinkPath))
+    }
+
+    /// Stops accepting on every listener not named in `keeping`, but keeps
+    /// them open, unwatched (``pausedListeners``), for a handover. A Unix
+    /// socket's name is not removed: the next instance serves it.
+    public func pauseListeners(keeping: Set<String> = []) {
+        for l in listeners where !keeping.contains(l.address) {
+            reactor.deregister(l.token)
+            pausedListeners.append((l.fd, l.address))
+        }
+        listeners.removeAll { !keeping.contains($0.address) }
+    }
+
+    /// Serves a connected stream socket handed over by a previous instance:
+    /// `unsent` is written first, `pending` (bytes read past the last
+    /// complete line) is kept as if this server had read it.
+    @discardableResult
+    public func adopt(connection fd: Int32, pending: [UInt8], unsent: [UInt8]) throws(SystemCallError) -> LineConnection {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        StreamSocket.setNoDelay(fd)
+        let conn = LineConnection(fd: fd, id: nextID, server: self)
+        nextID += 1
+        conn.token = try reactor.register(fd, interest: .readable) { [unowned self, unowned conn] r in
+            self.onEvent(conn, r)
+        }
+        connections[fd] = conn
+        conn.pending = pending
+        handler.connectionOpened(conn)
+        if !unsent.isEmpty && !conn.isClosed { write(unsent, to: conn) }
+        return conn
+    }
+
+    /// Stops reading from every connection (a handover: what clients send
+    /// now is read by the next instance); answers still go out.
+    public func pauseReading() {
+        readingPaused = true
+        for c in Array(connections.values) where !c.isClosed { flush(c) }
+    }
+
+    /// Every open connection (for a handover).
+    public var openConnections: [LineConnection] { Array(connections.values) }
+
+    /// Bytes read past the last complete line, and output not yet written.
+    public func handoverState(of conn: LineConnection) -> (pending: [UInt8], unsent: [UInt8]) {
+        (conn.pending, conn.unsentOffset < conn.unsent.count ? Array(conn.unsent[conn.unsentOffset...]) : [])
     }
 
     /// Stops accepting (the first step of a drain); open connections stay.
@@ -163,6 +220,8 @@ public final class LineServer {
 
     public func closeAll() {
         closeListeners()
+        for l in pausedListeners { StreamSocket.close(l.fd) }
+        pausedListeners = []
         for c in Array(connections.values) { close(c) }
     }
 
@@ -179,6 +238,7 @@ public final class LineServer {
             }
             StreamSocket.setNoDelay(fd)
             let conn = LineConnection(fd: fd, id: nextID, server: self)
+            conn.acceptedWhilePaused = readingPaused
             nextID += 1
             do {
                 conn.token = try reactor.register(fd, interest: .readable) { [unowned self, unowned conn] r in
@@ -222,6 +282,12 @@ public final class LineServer {
     private func onEvent(_ conn: LineConnection, _ r: Readiness) {
         if r.contains(.writable) { flush(conn) }
         if conn.isClosed { return }
+        if readingPaused && !conn.acceptedWhilePaused {
+            // Only a hang-up or an error can wake a paused connection: the
+            // client is gone, nothing is left to hand over.
+            if r.contains(.hangup) || r.contains(.error) { close(conn) }
+            return
+        }
         if r.contains(.readable) || r.contains(.hangup) || r.contains(.error) { readAndProcess(conn) }
     }
 
@@ -366,7 +432,7 @@ public final class LineServer {
         }
         var interest: Interest = []
         if !conn.unsent.isEmpty { interest.insert(.writable) }
-        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded { interest.insert(.readable) }
+        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded && (!readingPaused || conn.acceptedWhilePaused) { interest.insert(.readable) }
         if let t = conn.token { try? reactor.reregister(t, interest: interest) }
     }
 

@@ -81,6 +81,8 @@ public final class SessionGateway: LineHandler, @unchecked Sendable {
     /// completion is journaled any more; open turns stay open (interrupted).
     public internal(set) var isCutShort = false
     var saidGoodbye = false
+    /// This stop hands the connections over (no goodbye; GatewayHandover).
+    public internal(set) var handingOver = false
     /// Called when the last turn in flight is done (the drain waits on it).
     var onIdle: [() -> Void] = []
     var cancelWaiters: [() -> Void] = []

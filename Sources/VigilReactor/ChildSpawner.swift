@@ -46,7 +46,7 @@ public enum ChildSpawner {
     /// open file description and a child's stdio must block).
     public static func pipe(nonblocking ours: PipeEnd) throws(SystemCallError) -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
-        if cvigil_pipe_nonblocking(&fds) != 0 { throw SystemCallError("pipe2", currentErrno()) }
+        if cvigil_pipe_nonblocking(&fds) != 0 { throw SystemCall.lastError("pipe2") }
         let theirs = ours == .read ? fds[1] : fds[0]
         _ = fcntl(theirs, F_SETFL, fcntl(theirs, F_GETFL) & ~O_NONBLOCK)
         return (fds[0], fds[1])

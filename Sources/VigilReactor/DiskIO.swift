@@ -60,36 +60,26 @@ enum DiskSyscalls {
     static func perform(_ op: DiskOp) -> DiskCompletion {
         switch op {
         case .write(let fd, let bytes, let offset):
-            var done = 0
-            while done < bytes.count {
-                let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-                if n < 0 {
-                    let e = currentErrno()
-                    if e == .interrupted { continue }
-                    return DiskCompletion(result: .failure(SystemCallError("pwrite", e)), bytes: [])
-                }
-                done += n
+            do throws(SystemCallError) {
+                try SystemCall.writeAll(fd, bytes, at: offset, name: "pwrite")
+                return DiskCompletion(result: .success(bytes.count), bytes: [])
+            } catch {
+                return DiskCompletion(result: .failure(error), bytes: [])
             }
-            return DiskCompletion(result: .success(done), bytes: [])
         case .read(let fd, let count, let offset):
-            var buf = [UInt8](repeating: 0, count: count)
-            var done = 0
-            while done < count {
-                let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
-                if n < 0 {
-                    let e = currentErrno()
-                    if e == .interrupted { continue }
-                    return DiskCompletion(result: .failure(SystemCallError("pread", e)), bytes: [])
-                }
-                if n == 0 { break }
-                done += n
+            do throws(SystemCallError) {
+                let buf = try SystemCall.readAll(fd, count: count, at: offset, name: "pread")
+                return DiskCompletion(result: .success(buf.count), bytes: buf)
+            } catch {
+                return DiskCompletion(result: .failure(error), bytes: [])
             }
-            buf.removeSubrange(done...)
-            return DiskCompletion(result: .success(done), bytes: buf)
         case .fsync(let fd, let dataOnly):
-            let r = dataOnly ? fdatasync(fd) : Glibc.fsync(fd)
-            if r != 0 { return DiskCompletion(result: .failure(SystemCallError(dataOnly ? "fdatasync" : "fsync", currentErrno())), bytes: []) }
-            return DiskCompletion(result: .success(0), bytes: [])
+            do throws(SystemCallError) {
+                _ = try SystemCall.run(dataOnly ? "fdatasync" : "fsync", retryInterrupted: false) { dataOnly ? fdatasync(fd) : Glibc.fsync(fd) }
+                return DiskCompletion(result: .success(0), bytes: [])
+            } catch {
+                return DiskCompletion(result: .failure(error), bytes: [])
+            }
         }
     }
 }

@@ -4,32 +4,6 @@
 import CVigil
 import Glibc
 
-/// What the kernel told us about one delivered signal (`signalfd_siginfo`).
-public struct SignalInfo: Sendable, Equatable {
-    public let signal: Int32
-    /// Sender's pid and uid (0 for the kernel, e.g. SIGCHLD or a tty).
-    public let senderPID: Int32
-    public let senderUID: UInt32
-    /// `si_code`: SI_USER for kill(2), SI_QUEUE for sigqueue(3), …
-    public let code: Int32
-    /// The sigqueue payload (`ssi_ptr`), 0 for kill(2).
-    public let value: UInt64
-    /// CLOCK_MONOTONIC when the reactor read it from the signalfd.
-    public let receivedAtNs: UInt64
-
-    public var name: String { SignalSource.name(of: signal) }
-
-    /// For embedders and tests that drive a handler without a real signal.
-    public init(signal: Int32, senderPID: Int32, senderUID: UInt32, code: Int32, value: UInt64, receivedAtNs: UInt64) {
-        self.signal = signal
-        self.senderPID = senderPID
-        self.senderUID = senderUID
-        self.code = code
-        self.value = value
-        self.receivedAtNs = receivedAtNs
-    }
-}
-
 public enum SignalSource {
     /// The signals a Vigil daemon reads from its signalfd.
     public static let daemonSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD]
@@ -80,17 +54,6 @@ public enum SignalSource {
             receivedAtNs: monotonicNanoseconds())
     }
 
-    public static func name(of signal: Int32) -> String {
-        switch signal {
-        case SIGTERM: "SIGTERM"
-        case SIGINT: "SIGINT"
-        case SIGHUP: "SIGHUP"
-        case SIGQUIT: "SIGQUIT"
-        case SIGUSR1: "SIGUSR1"
-        case SIGUSR2: "SIGUSR2"
-        case SIGCHLD: "SIGCHLD"
-        case SIGKILL: "SIGKILL"
-        default: "signal \(signal)"
-        }
-    }
+    /// The signal's name ("SIGTERM"), or "signal N".
+    public static func name(of signal: Int32) -> String { SignalInfo.name(of: signal) }
 }

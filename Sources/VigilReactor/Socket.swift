@@ -100,7 +100,7 @@ public enum StreamSocket {
                 try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             }
             let r = address.withSockAddr { bind(fd, $0, $1) }
-            if r != 0 { throw SystemCallError("bind(\(address))", currentErrno()) }
+            if r != 0 { throw SystemCall.lastError("bind(\(address))") }
             if case .unix(let path) = address { chmod(path, 0o600) }
             _ = try syscallRetrying("listen") { Glibc.listen(fd, backlog) }
             return fd
@@ -115,7 +115,7 @@ public enum StreamSocket {
         var ss = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let r = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        if r != 0 { throw SystemCallError("getsockname", currentErrno()) }
+        if r != 0 { throw SystemCall.lastError("getsockname") }
         return withUnsafePointer(to: &ss) { p in
             if Int32(p.pointee.ss_family) == AF_INET6 {
                 return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
@@ -158,7 +158,7 @@ public enum StreamSocket {
     public static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) throws(SystemCallError) {
         var v = value
         if setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
-            throw SystemCallError("setsockopt", currentErrno())
+            throw SystemCall.lastError("setsockopt")
         }
     }
 

@@ -4,33 +4,17 @@
 import CVigil
 import Glibc
 import SystemPackage
+import VigilSystem
 
-/// A failed system call: which one, and the errno it set.
-public struct SystemCallError: Error, Equatable, CustomStringConvertible {
-    public let call: String
-    public let errno: Errno
-
-    public init(_ call: String, _ errno: Errno) {
-        self.call = call
-        self.errno = errno
-    }
-
-    public var description: String { "\(call): \(errno) (errno \(errno.rawValue))" }
-}
-
+/// errno now (the funnel's; kept short for the reactor's call sites).
 @inline(__always)
-func currentErrno() -> Errno { Errno(rawValue: Glibc.errno) }
+func currentErrno() -> Errno { SystemCall.errno }
 
-/// Runs `body` until it does not fail with EINTR; -1 becomes `SystemCallError`.
+/// Runs `body` until it does not fail with EINTR; -1 becomes `SystemCallError`
+/// (errno read before the name is built).
 @inline(__always)
-func syscallRetrying<T: FixedWidthInteger>(_ name: String, _ body: () -> T) throws(SystemCallError) -> T {
-    while true {
-        let r = body()
-        if r != -1 { return r }
-        let e = currentErrno()
-        if e == .interrupted { continue }
-        throw SystemCallError(name, e)
-    }
+func syscallRetrying<T: FixedWidthInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemCallError) -> T {
+    try SystemCall.run(name(), body)
 }
 
 /// Outcome of a non-blocking read or write.
@@ -120,12 +104,4 @@ enum Syscall {
         let n = withUnsafeMutableBytes(of: &value) { Glibc.read(fd, $0.baseAddress, 8) }
         return n == 8
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of every deadline in Vigil.
-@inline(__always)
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

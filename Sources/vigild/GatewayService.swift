@@ -76,6 +76,19 @@ final class GatewayService: DaemonService {
         }
         let ownAddresses = passed.sockets.isEmpty || config.addressesExplicit ? config.addresses : []
         for address in ownAddresses {
+            // Kept open through a restart by the previous instance (handover).
+            if let fd = context.takeHandedOverListener(matching: Array(address.description.utf8)) {
+                var unlinkPath: String?
+                if case .unix(let path) = address { unlinkPath = path }
+                do {
+                    try server.adopt(listener: fd, name: address.description, unlinkPath: unlinkPath)
+                    logger.notice("listening on \(address) (kept open through the restart)")
+                    continue
+                } catch {
+                    close(fd)
+                    logger.warning("cannot serve the listener kept for \(address): \(error); binding it again")
+                }
+            }
             do {
                 let bound = try server.listen(on: address)
                 logger.notice("listening on \(bound)")
@@ -124,7 +137,9 @@ final class GatewayService: DaemonService {
             printLatency("signal-visible-ns", signal, until: write.visibleNs)
             printLatency("signal-durable-ns", signal, until: write.durableNs)
         }
-        server.closeListeners(keeping: keep)
+        // A handover keeps our own listeners open, unwatched: clients that
+        // connect meanwhile wait in the backlog for the next instance.
+        if gateway.handingOver { server.pauseListeners(keeping: keep) } else { server.closeListeners(keeping: keep) }
         gateway.stopAdmitting()
     }
 
@@ -192,4 +207,29 @@ final class GatewayService: DaemonService {
         }
         return journal
     }
+}
+
+/// Restarts nobody notices (docs/systemd.md, "Handover"): under systemd with
+/// a fd store, a restart hands the client connections to the next instance.
+extension GatewayService: HandoverService {
+    func adopt(_ handover: InheritedHandover) {
+        var refused = handover.refused.count
+        for c in handover.connections where gateway.adoptConnection(fd: c.fd, state: c.state, server: server) != nil { refused += 1 }
+        if !handover.connections.isEmpty || refused > 0 {
+            logger.notice("handover: resumed \(handover.connections.count - (refused - handover.refused.count)) connection(s) of the previous instance, refused \(refused)")
+        }
+    }
+
+    func prepareHandover() { gateway.prepareHandover(server: server) }
+
+    func handOver() -> [HandedOverDescriptor] {
+        gateway.handOverConnections(server: server).map { HandedOverDescriptor(fd: $0.fd, state: $0.state) }
+    }
+
+    /// Our own listeners (a socket unit's are systemd's, and come back anyway).
+    func handOverListeners() -> [HandedOverDescriptor] {
+        server.pausedListeners.filter { !$0.address.hasPrefix("systemd:") }.map { HandedOverDescriptor(fd: $0.fd, state: Array($0.address.utf8)) }
+    }
+
+    func handoverFailed() { gateway.handoverFailed() }
 }

@@ -2,6 +2,7 @@ import Glibc
 import SystemPackage
 import VigilDurable
 import VigilReactor
+import VigilTesting
 import XCTest
 
 /// Crash at every step of the record's whole life (take-over — creation or

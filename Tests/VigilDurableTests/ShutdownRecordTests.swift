@@ -1,6 +1,7 @@
 import Glibc
 import VigilDurable
 import VigilReactor
+import VigilTesting
 import XCTest
 
 func sampleRecord(_ state: ShutdownRecord.State = .running, boot: String = "boot-a") -> ShutdownRecord {
@@ -260,20 +261,21 @@ final class ShutdownRecordTests: XCTestCase {
     /// stop; anything else stays `running` (a crash for every reader, older
     /// ones too) with the status or signal as optional keys.
     func testProgramExitRecordsAndTheirClassification() throws {
-        for (exit, open, verdict, state) in [(ChildExit.exited(0), 0, RunClassification.clean, ShutdownRecord.State.stopped),
-                                             (.exited(0), 2, .crash, .running), (.exited(4), 0, .crash, .running),
-                                             (.signaled(SIGKILL), 0, .crash, .running)] {
+        for (exit, open, verdict, state) in [((Int32(0), Int32?.none), 0, RunClassification.clean, ShutdownRecord.State.stopped),
+                                             ((0, nil), 2, .crash, .running), ((4, nil), 0, .crash, .running),
+                                             ((nil, SIGKILL), 0, .crash, .running)] as [((Int32?, Int32?), Int, RunClassification, ShutdownRecord.State)] {
             let fs = SimulatedStateFileSystem()
             let store = ShutdownRecordStore(fs: fs)
             _ = try store.takeOver(running: ShutdownRecord(running: 9, bootID: "b", startedAtNs: 1, version: "1"), currentBootID: "b")
-            try store.markProgramExited(exit, openWork: open)
+            try store.markProgramExited(status: exit.0, signal: exit.1, openWork: open)
             guard case .valid(let r) = ShutdownRecordStore(fs: fs).read() else { return XCTFail("\(exit)") }
             XCTAssertEqual(r.state, state, "\(exit)")
             XCTAssertEqual(r.abandoned, open)
-            if case .exited(let c) = exit { XCTAssertEqual(r.programExitStatus, c) } else { XCTAssertEqual(r.programExitSignal, SIGKILL) }
+            XCTAssertEqual(r.programExitStatus, exit.0)
+            XCTAssertEqual(r.programExitSignal, exit.1)
             let previous = PreviousRun.classify(.valid(r), currentBootID: "b")
             XCTAssertEqual(previous.classification, verdict, "\(exit), \(open) open")
-            XCTAssertTrue(previous.json().contains(exit == .signaled(SIGKILL) ? "\"program_exit_signal\":9" : "\"program_exit_status\":"), previous.json())
+            XCTAssertTrue(previous.json().contains(exit.1 != nil ? "\"program_exit_signal\":9" : "\"program_exit_status\":"), previous.json())
             // Round trip through the payload.
             XCTAssertEqual(try ShutdownRecord(payload: r.payload()[...]), r)
         }

@@ -3,6 +3,7 @@ import Logging
 import VigilDurable
 import VigilLifecycle
 import VigilReactor
+import VigilTesting
 import XCTest
 
 final class StopSequenceTests: XCTestCase {
@@ -86,7 +87,7 @@ final class StopSequenceTests: XCTestCase {
     func testEndWithoutStopRefusesALaterStop() throws {
         let s = sequence(timeout: .seconds(5))
         XCTAssertTrue(s.endWithoutStop())
-        try store.markProgramExited(.exited(3), openWork: 1)
+        try store.markProgramExited(status: 3, signal: nil, openWork: 1)
         s.handle(signal(SIGTERM))
         XCTAssertEqual(events, [], "no stop sequence began")
         guard case .valid(let r) = store.read() else { return XCTFail() }

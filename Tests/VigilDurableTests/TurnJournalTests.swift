@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import VigilDurable
 import VigilReactor
+import VigilTesting
 import XCTest
 
 final class TurnJournalTests: XCTestCase {

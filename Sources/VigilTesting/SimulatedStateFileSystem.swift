@@ -5,6 +5,7 @@
 // keeps everything the kernel had accepted. Faults can be injected before
 // the Nth mutating operation, to "crash at every step" of a write sequence.
 import SystemPackage
+import VigilDurable
 import VigilReactor
 
 /// Thrown by the simulated file system at the injected crash point.

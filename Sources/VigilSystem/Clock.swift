@@ -1,0 +1,10 @@
+// The clock of every deadline in Vigil.
+import Glibc
+
+/// CLOCK_MONOTONIC in nanoseconds.
+@inline(__always)
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
