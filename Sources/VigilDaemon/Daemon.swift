@@ -104,6 +104,10 @@ public enum Daemon {
 
         // 3. The verdict on the previous run, then `running`.
         let store = ShutdownRecordStore(fs: stateFS)
+        // The run that ended joins the history before its record is
+        // overwritten (a crash in between appends it again: replaced, not
+        // doubled). Never stops a start.
+        recordHistory(PreviousRun.classify(store.read(), currentBootID: currentBootID()), stateFS, logger)
         let previous: PreviousRun
         do {
             let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: configuration.version)
@@ -328,7 +332,7 @@ public enum Daemon {
     /// The entry point's own files: the record, the report, the lock, and
     /// any temporary file of an atomic replace.
     static func isLibraryStateFile(_ file: String, daemon name: String) -> Bool {
-        file == ShutdownRecordStore.recordName || file == ShutdownRecordStore.reportName
+        file == ShutdownRecordStore.recordName || file == ShutdownRecordStore.reportName || file == RunHistory.fileName
             || file == lockFileName(name) || file.hasSuffix(".tmp")
     }
 

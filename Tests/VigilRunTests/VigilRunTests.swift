@@ -157,6 +157,40 @@ final class VigilRunTests: XCTestCase {
         }
     }
 
+    /// `vigilctl history`: every ended run, newest first; a damaged history
+    /// is reported and never stops a start.
+    func testRunHistory() throws {
+        let dir = try VigilRunProcess.scratch()
+        let state = dir + "/state"
+        for body in ["exit 3", "exit 0"] {
+            let run = try VigilRunProcess([], command: ["/bin/sh", "-c", "sleep 0.1; \(body)"], stateDir: state)
+            _ = try run.waitForExit()
+        }
+        var run = try VigilRunProcess([], command: ["sleep", "30"], stateDir: state)
+        try run.waitUntilStarted()
+        run.signal(SIGTERM)
+        XCTAssertEqual(try run.waitForExit(), 0)
+        func history() throws -> [[String: Any]] {
+            let text = try VigilRunProcess.vigilctl(["history", "--json"], stateDir: state)
+            return ((try JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any])?["runs"] as? [[String: Any]] ?? []
+        }
+        var runs = try history()
+        XCTAssertEqual(runs.map { $0["class"] as? String }, ["clean", "clean", "crash"], "\(runs)")
+        XCTAssertEqual(runs[0]["signal"] as? Int, 15)
+        XCTAssertEqual(runs[2]["program_exit_status"] as? Int, 3)
+        XCTAssertNotNil(runs[0]["boot_id"] as? String)
+        // Damage: a start goes on, the readable runs are kept.
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: state + "/run-history"))
+        h.seekToEndOfFile()
+        h.write(Data("0badc0de torn\n".utf8))
+        h.closeFile()
+        run = try VigilRunProcess([], command: ["true"], stateDir: state)
+        XCTAssertEqual(try run.waitForExit(), 0)
+        XCTAssertTrue(run.log.contains("run history: 1 damaged line(s) skipped"), run.log)
+        runs = try history()
+        XCTAssertEqual(runs.count, 4, "three runs from the history, the last from its record: \(runs)")
+    }
+
     func testMissingProgramExits127AndBadFlagsExit64() throws {
         let dir = try VigilRunProcess.scratch()
         let run = try VigilRunProcess([], command: ["/nonexistent/program"], stateDir: dir + "/state")
