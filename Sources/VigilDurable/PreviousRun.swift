@@ -92,6 +92,7 @@ public struct PreviousRun: Sendable, Equatable {
             if let v = r.signal { f.append(("signal", "\(v)")) }
             if let v = r.senderPID { f.append(("sender_pid", "\(v)")) }
             if let v = r.senderUID { f.append(("sender_uid", "\(v)")) }
+            if let v = r.senderCommand { f.append(("sender_comm", q(v))) }
             if let v = r.stopRequestedAtNs { f.append(("stop_requested_at_ns", "\(v)")) }
             if let v = r.budgetMs { f.append(("budget_ms", "\(v)")) }
             if let v = r.inFlight { f.append(("in_flight", "\(v)")) }

@@ -38,6 +38,7 @@ public struct RunHistory: Sendable, Equatable {
                 if let v = r.signal { f.append(("signal", "\(v)")) }
                 if let v = r.senderPID { f.append(("sender_pid", "\(v)")) }
                 if let v = r.senderUID { f.append(("sender_uid", "\(v)")) }
+                if let v = r.senderCommand { f.append(("sender_comm", v)) }
                 if let v = r.budgetMs { f.append(("budget_ms", "\(v)")) }
                 if let v = r.drainMs { f.append(("drain_ms", "\(v)")) }
                 if let v = r.inFlight { f.append(("in_flight", "\(v)")) }

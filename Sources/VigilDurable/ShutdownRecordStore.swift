@@ -146,6 +146,7 @@ public final class ShutdownRecordStore {
     /// The drain is over (clean, or cut short with `abandoned` items).
     public func markStopped(outcome: ShutdownRecord.Outcome, abandoned: Int, drainMs: UInt64) throws(SystemCallError) {
         guard var r = current else { preconditionFailure("markStopped before takeOver") }
+        r.senderCommand = senderCommand
         r.state = .stopped
         r.outcome = outcome
         r.abandoned = abandoned
@@ -153,6 +154,10 @@ public final class ShutdownRecordStore {
         r.stoppedAtNs = wallClockNanoseconds()
         try write(r)
     }
+
+    /// The stop signal's sender's command name, stored with `stopped`
+    /// (set after the `stopping` record; never read in the signal handler).
+    public var senderCommand: String?
 
     /// A supervised program ended without a stop request (`vigil run`).
     /// Exit 0 with no unit of work open is a clean end: `stopped/clean`.

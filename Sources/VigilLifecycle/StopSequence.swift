@@ -137,6 +137,9 @@ public final class StopSequence: @unchecked Sendable {
             finish(cutShort: inFlightNow > 0, reason: "SIGQUIT: no drain")
             return
         }
+        // The sender's name, for the `stopped` record and the run history:
+        // read only now, after the record and the hooks, while it may still exist.
+        store.senderCommand = Self.commandName(of: info.senderPID)
         // Step 3.
         let ctx = DrainContext(deadlineNs: drainStartNs + budget.drainBudget.nanosecondsValue, signal: info)
         context = ctx
@@ -147,6 +150,17 @@ public final class StopSequence: @unchecked Sendable {
             await self.drain(ctx)
             self.finish(cutShort: false, reason: "drain complete")
         }
+    }
+
+    /// `/proc/PID/comm` without its newline (15 bytes at most), nil when
+    /// the process is gone or unreadable (pid 0: the kernel).
+    static func commandName(of pid: Int32) -> String? {
+        guard pid > 0, let f = fopen("/proc/\(pid)/comm", "re") else { return nil }
+        defer { fclose(f) }
+        var buf = [CChar](repeating: 0, count: 64)
+        guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
+        let name = String(decoding: buf.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? nil : name
     }
 
     private func finish(cutShort: Bool, reason: String) {

@@ -46,7 +46,7 @@ struct HistoryCommand: ParsableCommand {
             let list: [[String: Any]] = runs.map { entry in
                 var o: [String: Any] = [:]
                 for (k, v) in entry.fields {
-                    if k == "previous_boot" { o[k] = v == "true" } else if let n = Int64(v), k != "boot_id", k != "version" { o[k] = n } else { o[k] = v }
+                    if k == "previous_boot" { o[k] = v == "true" } else if let n = Int64(v), k != "boot_id", k != "version", k != "sender_comm" { o[k] = n } else { o[k] = v }
                 }
                 return o
             }
@@ -57,7 +57,7 @@ struct HistoryCommand: ParsableCommand {
         for e in runs {
             var line = "\(e["class"] ?? "?")  pid \(e["pid"] ?? "?")  started \(utc(e["started_at_ns"]))"
             if let end = e["ended_at_ns"] { line += "  ended \(utc(end))" }
-            if let s = e["signal"] { line += "  signal \(s) from pid \(e["sender_pid"] ?? "?") (uid \(e["sender_uid"] ?? "?"))" }
+            if let s = e["signal"] { line += "  signal \(s) from pid \(e["sender_pid"] ?? "?")\(e["sender_comm"].map { " (\($0))" } ?? "") uid \(e["sender_uid"] ?? "?")" }
             if let b = e["budget_ms"] { line += "  budget \(b) ms" }
             if let d = e["drain_ms"] { line += "  drain \(d) ms" }
             if let n = e["in_flight"] { line += "  \(n) in flight" }

@@ -177,6 +177,8 @@ final class VigilRunTests: XCTestCase {
         var runs = try history()
         XCTAssertEqual(runs.map { $0["class"] as? String }, ["clean", "clean", "crash"], "\(runs)")
         XCTAssertEqual(runs[0]["signal"] as? Int, 15)
+        XCTAssertEqual(runs[0]["sender_pid"] as? Int, Int(getpid()))
+        XCTAssertFalse((runs[0]["sender_comm"] as? String ?? "").isEmpty, "the sender (this test) still existed: \(runs[0])")
         XCTAssertEqual(runs[2]["program_exit_status"] as? Int, 3)
         XCTAssertNotNil(runs[0]["boot_id"] as? String)
         // Damage: a start goes on, the readable runs are kept.
