@@ -30,15 +30,6 @@ import VigilSystemd
 /// exit(Daemon.run(config) { context in Worker(context) })
 /// ```
 public enum Daemon {
-    /// Runs the daemon to the end and returns the exit code to use
-    /// (``DaemonExit``). Call it from `main`, on the main thread, before
-    /// starting any thread of your own.
-    /// - Parameters:
-    ///   - configuration: name, state directory, stop budget, logger.
-    ///   - makeService: builds the application once the state directory is
-    ///     locked, the previous run classified and the reactor created. It
-    ///     runs on the loop's thread; throwing ``DaemonFailure`` chooses the
-    ///     exit code, any other error exits 1.
     /// Blocks the stop signals (TERM, INT, QUIT, HUP, USR1/2, CHLD, PWR) and
     /// every other signal that would kill the process by default (ALRM,
     /// VTALRM, PROF, IO, XCPU, XFSZ, SYS, STKFLT, the real-time ones), and
@@ -50,6 +41,15 @@ public enum Daemon {
         StraySignals.block()
     }
 
+    /// Runs the daemon to the end and returns the exit code to use
+    /// (``DaemonExit``). Call it from `main`, on the main thread, before
+    /// starting any thread of your own.
+    /// - Parameters:
+    ///   - configuration: name, state directory, stop budget, logger.
+    ///   - makeService: builds the application once the state directory is
+    ///     locked, the previous run classified and the reactor created. It
+    ///     runs on the loop's thread; throwing ``DaemonFailure`` chooses the
+    ///     exit code, any other error exits 1.
     public static func run<Service: DaemonService>(
         _ configuration: DaemonConfiguration,
         makeService: (DaemonContext) throws -> Service
