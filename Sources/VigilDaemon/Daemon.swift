@@ -220,6 +220,10 @@ public enum Daemon {
                 do {
                     try Handover.store(connections, listeners: listeners, daemonName: name, storeMax: intent.storeMax)
                     logger.notice("handover: \(connections.count) connection(s) stored in the fd store of \(intent.unit) for the next instance")
+                    // The detail goes into the record only now that the store has them.
+                    do { try store.markHandedOver(connections: connections.count) } catch {
+                        logger.error("the stopped record does not say the connections were handed over (\(error))")
+                    }
                     notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned, \(connections.count) connection(s) handed over")
                     return
                 } catch {

@@ -67,6 +67,7 @@ public struct PreviousRun: Sendable, Equatable {
             if let n = r.inFlight { s += ", \(n) in flight at the signal" }
             if let a = r.abandoned { s += ", \(a) abandoned" }
             if let d = r.drainMs { s += ", drain \(d) ms" }
+            if let n = r.handedOver { s += ", \(n) connection(s) handed over" }
         }
         if let why = corruption { s += ": \(why)" }
         if let kept = keptAs { s += "; unreadable record kept as \(kept)" }
@@ -96,6 +97,7 @@ public struct PreviousRun: Sendable, Equatable {
             if let v = r.outcome { f.append(("outcome", q(v.rawValue))) }
             if let v = r.abandoned { f.append(("abandoned", "\(v)")) }
             if let v = r.drainMs { f.append(("drain_ms", "\(v)")) }
+            if let v = r.handedOver { f.append(("handed_over", "\(v)")) }
             if let v = r.stoppedAtNs { f.append(("stopped_at_ns", "\(v)")) }
         }
         return "{" + f.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"

@@ -41,6 +41,9 @@ public struct ShutdownRecord: Equatable, Sendable {
     public var abandoned: Int?
     public var drainMs: UInt64?
     public var stoppedAtNs: UInt64?
+    /// Connections this stop gave to systemd's fd store for the next
+    /// instance (issue 13's handover), written after the store took them.
+    public var handedOver: Int?
 
     public init(running pid: Int32, bootID: String, startedAtNs: UInt64, version: String) {
         state = .running
@@ -84,6 +87,7 @@ public struct ShutdownRecord: Equatable, Sendable {
         if let abandoned { w.line("abandoned", Int64(abandoned)) }
         if let drainMs { w.line("drain_ms", drainMs) }
         if let stoppedAtNs { w.line("stopped_at_ns", stoppedAtNs) }
+        if let handedOver { w.line("handed_over", Int64(handedOver)) }
         return w.overflow ? nil : w.count
     }
 
@@ -159,6 +163,7 @@ public struct ShutdownRecord: Equatable, Sendable {
         abandoned = try num("abandoned", Int.self)
         drainMs = try num("drain_ms", UInt64.self)
         stoppedAtNs = try num("stopped_at_ns", UInt64.self)
+        handedOver = try num("handed_over", Int.self)
         if state == .stopped && outcome == nil { throw DecodeError(reason: "stopped record without outcome") }
     }
 }
