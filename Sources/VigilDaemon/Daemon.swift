@@ -30,15 +30,6 @@ import VigilSystemd
 /// exit(Daemon.run(config) { context in Worker(context) })
 /// ```
 public enum Daemon {
-    /// Runs the daemon to the end and returns the exit code to use
-    /// (``DaemonExit``). Call it from `main`, on the main thread, before
-    /// starting any thread of your own.
-    /// - Parameters:
-    ///   - configuration: name, state directory, stop budget, logger.
-    ///   - makeService: builds the application once the state directory is
-    ///     locked, the previous run classified and the reactor created. It
-    ///     runs on the loop's thread; throwing ``DaemonFailure`` chooses the
-    ///     exit code, any other error exits 1.
     /// Blocks the stop signals (TERM, INT, QUIT, HUP, USR1/2, CHLD, PWR) and
     /// every other signal that would kill the process by default (ALRM,
     /// VTALRM, PROF, IO, XCPU, XFSZ, SYS, STKFLT, the real-time ones), and
@@ -50,6 +41,15 @@ public enum Daemon {
         StraySignals.block()
     }
 
+    /// Runs the daemon to the end and returns the exit code to use
+    /// (``DaemonExit``). Call it from `main`, on the main thread, before
+    /// starting any thread of your own.
+    /// - Parameters:
+    ///   - configuration: name, state directory, stop budget, logger.
+    ///   - makeService: builds the application once the state directory is
+    ///     locked, the previous run classified and the reactor created. It
+    ///     runs on the loop's thread; throwing ``DaemonFailure`` chooses the
+    ///     exit code, any other error exits 1.
     public static func run<Service: DaemonService>(
         _ configuration: DaemonConfiguration,
         makeService: (DaemonContext) throws -> Service
@@ -224,6 +224,10 @@ public enum Daemon {
                 do {
                     try Handover.store(connections, listeners: listeners, daemonName: name, storeMax: intent.storeMax)
                     logger.notice("handover: \(connections.count) connection(s) stored in the fd store of \(intent.unit) for the next instance")
+                    // The detail goes into the record only now that the store has them.
+                    do { try store.markHandedOver(connections: connections.count) } catch {
+                        logger.error("the stopped record does not say the connections were handed over (\(error))")
+                    }
                     notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned, \(connections.count) connection(s) handed over")
                     return
                 } catch {

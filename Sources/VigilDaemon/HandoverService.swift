@@ -55,6 +55,7 @@ public struct HandedOverDescriptor: Sendable {
     /// The service's own encoding; only the service reads it back.
     public let state: [UInt8]
 
+    /// A descriptor and the state that goes with it.
     public init(fd: Int32, state: [UInt8]) {
         self.fd = fd
         self.state = state
@@ -69,6 +70,7 @@ public struct InheritedHandover: Sendable {
     /// Descriptors and states refused (closed), with why: for the log and tests.
     public let refused: [String]
 
+    /// What a previous instance handed over, and what was refused.
     public init(connections: [HandedOverDescriptor], refused: [String]) {
         self.connections = connections
         self.refused = refused

@@ -69,6 +69,7 @@ public struct PreviousRun: Sendable, Equatable {
             if let d = r.drainMs { s += ", drain \(d) ms" }
             if let c = r.programExitStatus { s += ", program exited with status \(c) without a stop request" }
             if let g = r.programExitSignal { s += ", program killed by signal \(g) without a stop request" }
+            if let n = r.handedOver { s += ", \(n) connection(s) handed over" }
         }
         if let why = corruption { s += ": \(why)" }
         if let kept = keptAs { s += "; unreadable record kept as \(kept)" }
@@ -99,6 +100,7 @@ public struct PreviousRun: Sendable, Equatable {
             if let v = r.outcome { f.append(("outcome", q(v.rawValue))) }
             if let v = r.abandoned { f.append(("abandoned", "\(v)")) }
             if let v = r.drainMs { f.append(("drain_ms", "\(v)")) }
+            if let v = r.handedOver { f.append(("handed_over", "\(v)")) }
             if let v = r.stoppedAtNs { f.append(("stopped_at_ns", "\(v)")) }
             if let v = r.programExitStatus { f.append(("program_exit_status", "\(v)")) }
             if let v = r.programExitSignal { f.append(("program_exit_signal", "\(v)")) }

@@ -43,6 +43,7 @@ public struct RunHistory: Sendable, Equatable {
                 if let v = r.drainMs { f.append(("drain_ms", "\(v)")) }
                 if let v = r.inFlight { f.append(("in_flight", "\(v)")) }
                 if let v = r.abandoned { f.append(("abandoned", "\(v)")) }
+                if let v = r.handedOver { f.append(("handed_over", "\(v)")) }
                 if let v = r.programExitStatus { f.append(("program_exit_status", "\(v)")) }
                 if let v = r.programExitSignal { f.append(("program_exit_signal", "\(v)")) }
             }

@@ -49,6 +49,9 @@ public struct ShutdownRecord: Equatable, Sendable {
     // readers still classify the record by its state alone.
     public var programExitStatus: Int32?
     public var programExitSignal: Int32?
+    /// Connections this stop gave to systemd's fd store for the next
+    /// instance (issue 13's handover), written after the store took them.
+    public var handedOver: Int?
 
     public init(running pid: Int32, bootID: String, startedAtNs: UInt64, version: String) {
         state = .running
@@ -95,6 +98,7 @@ public struct ShutdownRecord: Equatable, Sendable {
         if let senderCommand { w.line("sender_comm", senderCommand) }
         if let programExitStatus { w.line("program_exit_status", Int64(programExitStatus)) }
         if let programExitSignal { w.line("program_exit_signal", Int64(programExitSignal)) }
+        if let handedOver { w.line("handed_over", Int64(handedOver)) }
         return w.overflow ? nil : w.count
     }
 
@@ -173,6 +177,7 @@ public struct ShutdownRecord: Equatable, Sendable {
         senderCommand = fields["sender_comm"]
         programExitStatus = try num("program_exit_status", Int32.self)
         programExitSignal = try num("program_exit_signal", Int32.self)
+        handedOver = try num("handed_over", Int.self)
         if state == .stopped && outcome == nil { throw DecodeError(reason: "stopped record without outcome") }
     }
 }

@@ -179,6 +179,18 @@ public final class ShutdownRecordStore {
         try write(r)
     }
 
+    /// After a `stopped` record: this stop gave `connections` to the service
+    /// manager's fd store for the next instance. The same `stopped` record
+    /// again with that detail (one more pwrite + fdatasync, into the other
+    /// slot): written only once the store has them, so the detail is never
+    /// claimed for a handover that failed; a death in between leaves the
+    /// record without it.
+    public func markHandedOver(connections: Int) throws(SystemCallError) {
+        guard var r = current, r.state == .stopped else { preconditionFailure("markHandedOver before markStopped") }
+        r.handedOver = connections
+        try write(r)
+    }
+
     /// The report written by the running instance at its start, if any.
     public func readReport() -> String? {
         guard let b = try? fs.read(Self.reportName) else { return nil }

@@ -163,6 +163,27 @@ final class ShutdownRecordTests: XCTestCase {
         XCTAssertEqual(r.state, .stopped, "durable although the disk is full")
     }
 
+    func testAHandoverIsAddedToTheStoppedRecordOnlyWhenMarked() throws {
+        let fs = SimulatedStateFileSystem()
+        let store = ShutdownRecordStore(fs: fs)
+        _ = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
+        let signal = SignalInfo(signal: SIGTERM, senderPID: 1, senderUID: 0, code: 0, value: 0, receivedAtNs: 1)
+        try store.markStopping(signal: signal, budgetMs: 9000, inFlight: 0)
+        try store.markStopped(outcome: .clean, abandoned: 0, drainMs: 3)
+        guard case .valid(let plain) = store.read() else { return XCTFail() }
+        XCTAssertNil(plain.handedOver, "no handover claimed before the store took the connections")
+        try store.markHandedOver(connections: 501)
+        fs.powerLoss()
+        let previous = PreviousRun.classify(ShutdownRecordStore(fs: fs).read(), currentBootID: "boot-a")
+        XCTAssertEqual(previous.classification, .clean, "a handover is a clean stop, with a detail")
+        XCTAssertEqual(previous.record?.handedOver, 501)
+        XCTAssertTrue(previous.summary.contains("501 connection(s) handed over"), previous.summary)
+        XCTAssertTrue(previous.json().contains("\"handed_over\":501"), previous.json())
+        var r = sampleRecord(.stopped)
+        r.handedOver = 7
+        XCTAssertEqual(try ShutdownRecordSlot(decoding: ShutdownRecordSlot(sequence: 3, record: r).encoded()![...]).record, r)
+    }
+
     func testAFailedWriteIsRetriedInTheSameSlot() throws {
         let fs = SimulatedStateFileSystem()
         let store = ShutdownRecordStore(fs: fs)

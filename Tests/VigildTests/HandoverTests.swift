@@ -118,6 +118,8 @@ final class HandoverTests: XCTestCase {
         XCTAssertGreaterThan(f.answered, clients * 3)
         let journal = manager.journal(unit)
         XCTAssertEqual(journal.components(separatedBy: "handover: \(clients + 1) connection(s) stored").count - 1, restarts, journal)
+        // Each new instance learned it from the stopped record (issue 13's detail).
+        XCTAssertEqual(journal.components(separatedBy: "\(clients + 1) connection(s) handed over").count - 1, restarts, journal)
         XCTAssertEqual(storedCount(unit), 0, "the new instance removed what it adopted (FDSTOREREMOVE=1)")
     }
 
