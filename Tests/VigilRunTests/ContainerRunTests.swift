@@ -26,6 +26,7 @@ final class ContainerRunTests: XCTestCase {
 
     override func tearDown() {
         for n in names { _ = Self.sh([tool, "rm", n]) }
+        VigilRunProcess.removeScratch()
     }
 
     /// posix_spawn + waitpid, output to a file (podman leaves conmon behind).

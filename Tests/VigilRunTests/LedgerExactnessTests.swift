@@ -10,6 +10,8 @@ import Glibc
 import XCTest
 
 final class LedgerExactnessTests: XCTestCase {
+    override func tearDown() { VigilRunProcess.removeScratch() }
+
     enum Death: Int, CaseIterable { case clean, cutShort, killedMidDrain, programCrash, vigilCrash }
 
     struct SplitMix64: RandomNumberGenerator {

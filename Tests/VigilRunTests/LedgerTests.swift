@@ -5,6 +5,8 @@ import Glibc
 import XCTest
 
 final class LedgerTests: XCTestCase {
+    override func tearDown() { VigilRunProcess.removeScratch() }
+
     func testAnswersAndErrorsKeepTheConnectionUsable() throws {
         let dir = try VigilRunProcess.scratch()
         let run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")

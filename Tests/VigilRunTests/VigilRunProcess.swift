@@ -18,11 +18,20 @@ final class VigilRunProcess {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(name).path
     }
 
-    /// A scratch directory under /tmp, short enough for socket names.
+    /// A scratch directory under /tmp, short enough for socket names;
+    /// removed by ``removeScratch()`` (each test class's tearDown).
     static func scratch() throws -> String {
         let base = "/tmp/vr-\(getpid())-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        scratchDirectories.append(base)
         return base
+    }
+
+    nonisolated(unsafe) private static var scratchDirectories: [String] = []
+
+    static func removeScratch() {
+        for d in scratchDirectories { try? FileManager.default.removeItem(atPath: d) }
+        scratchDirectories = []
     }
 
     init(_ options: [String], command: [String], stateDir: String? = nil, environment: [String: String] = [:]) throws {

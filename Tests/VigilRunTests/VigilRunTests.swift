@@ -5,6 +5,8 @@ import Glibc
 import XCTest
 
 final class VigilRunTests: XCTestCase {
+    override func tearDown() { VigilRunProcess.removeScratch() }
+
     /// A program that drains in 0.3 s: clean; the restart's program sees
     /// VIGIL_PREVIOUS_RUN=clean, and VIGIL_PREVIOUS_RUN_FILE holds exactly
     /// what `vigilctl last-shutdown --json` prints meanwhile.
