@@ -4,7 +4,8 @@
 //   CVigil (CShims/), VigilSystem (syscall funnel) → VigilReactor
 //     → VigilDurable → VigilLifecycle
 //     → VigilSystemd → VigilDaemon (the entry point) / VigilGateway
-//     → vigild, vigilctl, vigil-bench, line-worker (Examples/)
+//     → VigilSupervisor (`vigil run`: a program under the entry point)
+//     → vigild, vigil, vigilctl, vigil-bench, line-worker (Examples/)
 // VigilSystemd (sd_notify, watchdog, socket activation, journald, the unit's
 // stop timeout, the fd store) sits between the lifecycle and the entry point.
 import PackageDescription
@@ -22,8 +23,10 @@ let package = Package(
         // Test doubles for embedders' tests: never linked into a daemon.
         .library(name: "VigilTesting", targets: ["VigilTesting"]),
         .library(name: "VigilGateway", targets: ["VigilGateway"]),
+        .library(name: "VigilSupervisor", targets: ["VigilSupervisor"]),
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigilctl", targets: ["vigilctl"]),
+        .executable(name: "vigil", targets: ["vigil"]),
         .executable(name: "vigil-bench", targets: ["vigil-bench"]),
     ],
     dependencies: [
@@ -109,6 +112,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `vigil run`: any program under the entry point, with the ledger
+        // (docs/run.md). LineServer and the JSON scanner come from the gateway.
+        .target(
+            name: "VigilSupervisor",
+            dependencies: [
+                "CVigil", "VigilReactor", "VigilDurable", "VigilDaemon", "VigilGateway",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "vigil",
+            dependencies: [
+                "VigilDaemon", "VigilLifecycle", "VigilSupervisor", "VigilSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "vigild",
             dependencies: [
@@ -146,6 +167,8 @@ let package = Package(
         .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"], swiftSettings: swift5),
         .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor", "VigilTesting"], swiftSettings: swift5),
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
+        // Drives the `vigil` and `vigilctl` binaries (docs/run.md).
+        .testTarget(name: "VigilRunTests", swiftSettings: swift5),
         .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable"], swiftSettings: swift5),
         .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilGateway", "VigilDurable", "VigilSystemd"], swiftSettings: swift5),
     ]

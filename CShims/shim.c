@@ -176,6 +176,10 @@ int cvigil_ring_wait(cvigil_ring *r) {
 extern char **environ;
 
 pid_t cvigil_spawn(const char *file, char *const argv[], int in_fd, int out_fd, int err_fd, int pdeathsig) {
+    return cvigil_spawn_env(file, argv, NULL, in_fd, out_fd, err_fd, pdeathsig);
+}
+
+pid_t cvigil_spawn_env(const char *file, char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd, int pdeathsig) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
     pid_t parent = getpid();
@@ -219,7 +223,7 @@ pid_t cvigil_spawn(const char *file, char *const argv[], int in_fd, int out_fd, 
         for (int i = 0; i < 3; i++) {
             if (fds[i] >= 0 && dup2(fds[i], i) < 0) goto fail;
         }
-        execvp(file, argv);
+        if (envp) execvpe(file, argv, envp); else execvp(file, argv);
     fail:;
         int e = errno;
         ssize_t w = write(report[1], &e, sizeof e);
@@ -249,6 +253,10 @@ int cvigil_peer_uid(int fd, uid_t *uid) {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
     *uid = cred.uid;
     return 0;
+}
+
+int cvigil_set_child_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1) == 0 ? 0 : -errno;
 }
 
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds Vigil (release) and installs it under PREFIX (default /usr/local):
-#   PREFIX/bin/{vigild,vigilctl,vigil-bench}
+#   PREFIX/bin/{vigild,vigil,vigilctl,vigil-bench}
 #   PREFIX/lib/systemd/system/{vigild.service,vigild.socket}  (as docs/systemd.md shows them)
 #   PREFIX/share/man/man1/*.1                                  (from each tool's --help, by swift-argument-parser)
 #   PREFIX/share/bash-completion/completions/, zsh/site-functions/, fish/vendor_completions.d/
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 prefix="${1:-/usr/local}"
 dest="${DESTDIR:-}"
 root="$dest$prefix"
-tools=(vigild vigilctl vigil-bench)
+tools=(vigild vigil vigilctl vigil-bench)
 
 scripts/setup.sh
 swift build -c release

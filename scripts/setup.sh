@@ -8,7 +8,9 @@ set -euo pipefail
 # tests trace vigild's syscalls.  gcc: builds the C reference server for
 # benchmarks.  e2fsprogs, mount: the power-loss tests make and mount an ext4
 # image on a loop device.  util-linux: unshare, for the PID-1 test.
-packages=(libsystemd-dev liburing-dev pkg-config strace gcc e2fsprogs mount util-linux)
+# podman, runc, busybox-static: `vigil run` as a real container's PID 1
+# (../shared/tools/container.sh).
+packages=(libsystemd-dev liburing-dev pkg-config strace gcc e2fsprogs mount util-linux podman runc busybox-static)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: system packages, build (debug), every test.
+# The whole test suite: system packages, build (debug), the Python client's
+# tests, every Swift test.
 # Usage: scripts/test.sh [extra `swift test` arguments, e.g. --filter VigildTests]
 #
 # When ../shared/tools/systemd-sandbox.sh exists (this project's machines
@@ -17,6 +18,9 @@ if [ -z "${VIGIL_SYSTEMD_SANDBOX:-}" ] && [ -x "$sandbox" ]; then
     trap '"$sandbox" down --purge >/dev/null 2>&1 || true' EXIT
 fi
 swift build
+# The Python client of `vigil run` (clients/python/, standard library only):
+# its tests use the vigil just built.
+python3 -m unittest discover -s clients/python/tests -t clients/python
 # The tests are XCTest; --disable-swift-testing keeps the empty Swift
 # Testing pass from printing a "0 tests" summary after the real one.
 swift test --disable-swift-testing "$@"

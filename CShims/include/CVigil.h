@@ -35,6 +35,11 @@ int cvigil_waitid_pidfd(int pidfd, int options, pid_t *pid, int *code, int *stat
 // vigild is SIGKILLed (posix_spawn cannot set it). Exec failures are
 // reported through a close-on-exec pipe. Returns the pid, or -errno.
 pid_t cvigil_spawn(const char *file, char *const argv[], int in_fd, int out_fd, int err_fd, int pdeathsig);
+// The same with the child's whole environment given (NULL: inherit ours):
+// execvpe, so the PATH search uses our PATH (as a shell would).
+pid_t cvigil_spawn_env(const char *file, char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd, int pdeathsig);
+// PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to us (prctl is variadic). 0 or -errno.
+int cvigil_set_child_subreaper(void);
 // pipe2(O_CLOEXEC | O_NONBLOCK).
 int cvigil_pipe_nonblocking(int fds[2]);
 // The peer's uid on a Unix stream socket (SO_PEERCRED); -1 on error.

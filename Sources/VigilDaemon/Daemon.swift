@@ -104,6 +104,10 @@ public enum Daemon {
 
         // 3. The verdict on the previous run, then `running`.
         let store = ShutdownRecordStore(fs: stateFS)
+        // The run that ended joins the history before its record is
+        // overwritten (a crash in between appends it again: replaced, not
+        // doubled). Never stops a start.
+        recordHistory(PreviousRun.classify(store.read(), currentBootID: currentBootID()), stateFS, logger)
         let previous: PreviousRun
         do {
             let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: configuration.version)
@@ -233,6 +237,13 @@ public enum Daemon {
             }
             notifier.status("stopped: \(outcome.rawValue), \(abandoned) \(unit) abandoned")
         }
+        // A supervised program's own end (DaemonContext+RunEnd.swift).
+        var runEndExitCode: Int32?
+        context.runEnder = { exit, openWork, exitCode in
+            guard stop.endWithoutStop() else { return false }
+            runEndExitCode = endRunWithoutStop(store, exit, openWork, exitCode, logger, notifier, reactor)
+            return true
+        }
         do {
             try stop.install()
             try StraySignals.install(on: reactor, logger: logger, name: name) { stop.handle($0) }
@@ -242,7 +253,7 @@ public enum Daemon {
         }
 
         logger.notice("\(name) ready (pid \(getpid()), state \(directory), stop timeout \(budget.stopTimeout.milliseconds) ms)")
-        notifier.ready(status: service.readyStatus ?? "serving")
+        if !service.sendsReadyItself { notifier.ready(status: service.readyStatus ?? "serving") }
         if notifier.isEnabled { refreshStatus(service, notifier, reactor, stop) }
         // Kept until the loop ends: its timer holds it weakly.
         let watchdog = WatchdogPinger(reactor: reactor, notifier: notifier)
@@ -258,7 +269,7 @@ public enum Daemon {
             return DaemonExit.fatal
         }
         service.finish()
-        return stop.exitCode
+        return runEndExitCode ?? stop.exitCode
     }
 
     /// The handover rule (docs/systemd.md): asked of the manager at the stop.
@@ -325,7 +336,7 @@ public enum Daemon {
     /// The entry point's own files: the record, the report, the lock, and
     /// any temporary file of an atomic replace.
     static func isLibraryStateFile(_ file: String, daemon name: String) -> Bool {
-        file == ShutdownRecordStore.recordName || file == ShutdownRecordStore.reportName
+        file == ShutdownRecordStore.recordName || file == ShutdownRecordStore.reportName || file == RunHistory.fileName
             || file == lockFileName(name) || file.hasSuffix(".tmp")
     }
 

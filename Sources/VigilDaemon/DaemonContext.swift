@@ -26,6 +26,8 @@ public final class DaemonContext: @unchecked Sendable {
     let notifier: ServiceNotifier
     /// Set once the stop sequence exists (read-only to the service).
     var store: ShutdownRecordStore?
+    /// Ends the run without a stop request (DaemonContext+RunEnd.swift).
+    var runEnder: ((ChildExit, Int, Int32) -> Bool)?
     /// Listeners a previous instance kept (HandoverService.handOverListeners).
     var handedOverListeners: [HandedOverDescriptor] = []
 

@@ -70,6 +70,12 @@ public protocol DaemonService: AnyObject {
 
     /// After the loop ended: close what is left. Default: nothing.
     func finish()
+
+    /// True when the service says READY=1 itself, through
+    /// ``DaemonContext/ready(status:)`` (e.g. once a supervised program is
+    /// ready); the entry point then does not send it after ``start(_:)``.
+    /// Default: false.
+    var sendsReadyItself: Bool { get }
 }
 
 extension DaemonService {
@@ -81,6 +87,8 @@ extension DaemonService {
     public func finish() {}
     /// Nothing to settle: ``workInFlight`` is already exact.
     public func settle(_ deadline: DrainDeadline) async -> Bool { true }
+    /// The entry point sends READY=1 after ``start(_:)``.
+    public var sendsReadyItself: Bool { false }
 }
 
 /// When the drain must be over, given to ``DaemonService/drain(_:)``.

@@ -67,6 +67,8 @@ public struct PreviousRun: Sendable, Equatable {
             if let n = r.inFlight { s += ", \(n) in flight at the signal" }
             if let a = r.abandoned { s += ", \(a) abandoned" }
             if let d = r.drainMs { s += ", drain \(d) ms" }
+            if let c = r.programExitStatus { s += ", program exited with status \(c) without a stop request" }
+            if let g = r.programExitSignal { s += ", program killed by signal \(g) without a stop request" }
             if let n = r.handedOver { s += ", \(n) connection(s) handed over" }
         }
         if let why = corruption { s += ": \(why)" }
@@ -91,6 +93,7 @@ public struct PreviousRun: Sendable, Equatable {
             if let v = r.signal { f.append(("signal", "\(v)")) }
             if let v = r.senderPID { f.append(("sender_pid", "\(v)")) }
             if let v = r.senderUID { f.append(("sender_uid", "\(v)")) }
+            if let v = r.senderCommand { f.append(("sender_comm", q(v))) }
             if let v = r.stopRequestedAtNs { f.append(("stop_requested_at_ns", "\(v)")) }
             if let v = r.budgetMs { f.append(("budget_ms", "\(v)")) }
             if let v = r.inFlight { f.append(("in_flight", "\(v)")) }
@@ -99,6 +102,8 @@ public struct PreviousRun: Sendable, Equatable {
             if let v = r.drainMs { f.append(("drain_ms", "\(v)")) }
             if let v = r.handedOver { f.append(("handed_over", "\(v)")) }
             if let v = r.stoppedAtNs { f.append(("stopped_at_ns", "\(v)")) }
+            if let v = r.programExitStatus { f.append(("program_exit_status", "\(v)")) }
+            if let v = r.programExitSignal { f.append(("program_exit_signal", "\(v)")) }
         }
         return "{" + f.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }

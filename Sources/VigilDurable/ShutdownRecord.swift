@@ -41,6 +41,14 @@ public struct ShutdownRecord: Equatable, Sendable {
     public var abandoned: Int?
     public var drainMs: UInt64?
     public var stoppedAtNs: UInt64?
+    /// The stop signal's sender's command name (`/proc/PID/comm`), read
+    /// after the `stopping` record, when the sender still existed.
+    public var senderCommand: String?
+    // A supervised program that ended without a stop request (`vigil run`):
+    // its exit status or the signal that killed it. Optional keys, so older
+    // readers still classify the record by its state alone.
+    public var programExitStatus: Int32?
+    public var programExitSignal: Int32?
     /// Connections this stop gave to systemd's fd store for the next
     /// instance (issue 13's handover), written after the store took them.
     public var handedOver: Int?
@@ -87,6 +95,9 @@ public struct ShutdownRecord: Equatable, Sendable {
         if let abandoned { w.line("abandoned", Int64(abandoned)) }
         if let drainMs { w.line("drain_ms", drainMs) }
         if let stoppedAtNs { w.line("stopped_at_ns", stoppedAtNs) }
+        if let senderCommand { w.line("sender_comm", senderCommand) }
+        if let programExitStatus { w.line("program_exit_status", Int64(programExitStatus)) }
+        if let programExitSignal { w.line("program_exit_signal", Int64(programExitSignal)) }
         if let handedOver { w.line("handed_over", Int64(handedOver)) }
         return w.overflow ? nil : w.count
     }
@@ -163,6 +174,9 @@ public struct ShutdownRecord: Equatable, Sendable {
         abandoned = try num("abandoned", Int.self)
         drainMs = try num("drain_ms", UInt64.self)
         stoppedAtNs = try num("stopped_at_ns", UInt64.self)
+        senderCommand = fields["sender_comm"]
+        programExitStatus = try num("program_exit_status", Int32.self)
+        programExitSignal = try num("program_exit_signal", Int32.self)
         handedOver = try num("handed_over", Int.self)
         if state == .stopped && outcome == nil { throw DecodeError(reason: "stopped record without outcome") }
     }

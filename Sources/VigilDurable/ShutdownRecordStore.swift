@@ -146,11 +146,36 @@ public final class ShutdownRecordStore {
     /// The drain is over (clean, or cut short with `abandoned` items).
     public func markStopped(outcome: ShutdownRecord.Outcome, abandoned: Int, drainMs: UInt64) throws(SystemCallError) {
         guard var r = current else { preconditionFailure("markStopped before takeOver") }
+        r.senderCommand = senderCommand
         r.state = .stopped
         r.outcome = outcome
         r.abandoned = abandoned
         r.drainMs = drainMs
         r.stoppedAtNs = wallClockNanoseconds()
+        try write(r)
+    }
+
+    /// The stop signal's sender's command name, stored with `stopped`
+    /// (set after the `stopping` record; never read in the signal handler).
+    public var senderCommand: String?
+
+    /// A supervised program ended without a stop request (`vigil run`).
+    /// Exit 0 with no unit of work open is a clean end: `stopped/clean`.
+    /// Anything else keeps the state `running`, so every reader — older
+    /// ones too — classifies it as a crash; the exit status or signal and
+    /// the open units (`abandoned`) are added for the next start to report.
+    /// `status`: the program's exit status; else `signal`: the signal that killed it.
+    public func markProgramExited(status: Int32?, signal: Int32?, openWork: Int) throws(SystemCallError) {
+        guard var r = current else { preconditionFailure("markProgramExited before takeOver") }
+        r.programExitStatus = status
+        r.programExitSignal = status == nil ? signal : nil
+        r.abandoned = openWork
+        r.stoppedAtNs = wallClockNanoseconds()
+        if status == 0 && openWork == 0 {
+            r.state = .stopped
+            r.outcome = .clean
+            r.drainMs = 0
+        }
         try write(r)
     }
 

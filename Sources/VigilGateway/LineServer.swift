@@ -39,6 +39,9 @@ public final class LineConnection {
     @exclusivity(unchecked) var unsent: [UInt8] = []
     @exclusivity(unchecked) var unsentOffset = 0
     @exclusivity(unchecked) var closeAfterFlush = false
+    /// An over-long line was reported and the rest of it is being skipped
+    /// (``LineServer/keepsConnectionAfterLongLine``).
+    @exclusivity(unchecked) var skippingLongLine = false
     /// The client half-closed; the connection stays for answers still due.
     @exclusivity(unchecked) public internal(set) var inputEnded = false
     @exclusivity(unchecked) public internal(set) var isClosed = false
@@ -94,6 +97,11 @@ public final class LineServer {
     /// earlier) is disconnected once this much is queued for it: the bound
     /// on what one client can make the daemon hold.
     public var maxUnsentBytes = 8 << 20
+    /// After an over-long line: false (default) closes the connection once
+    /// the error is sent; true skips the line up to its newline and keeps
+    /// serving the connection (a ledger client must not lose its session
+    /// over one bad line).
+    public var keepsConnectionAfterLongLine = false
     /// Clients disconnected for not reading.
     public private(set) var slowClientsDropped = 0
     /// How long a listener rests after accept failed for want of resources.
@@ -308,8 +316,18 @@ public final class LineServer {
                 return
             case .processed(let n):
                 let tooLong: Bool
+                var from = 0
+                if conn.skippingLongLine {
+                    // The rest of a line already reported as too long.
+                    guard let nl = memchr(scratch.baseAddress!, 0x0A, n) else {
+                        if n < scratch.count { break readLoop }
+                        continue readLoop
+                    }
+                    from = UnsafeRawPointer(scratch.baseAddress!).distance(to: UnsafeRawPointer(nl)) + 1
+                    conn.skippingLongLine = false
+                }
                 if conn.pending.isEmpty {
-                    let consumed = processLines(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), conn)
+                    let consumed = from + processLines(UnsafeRawBufferPointer(rebasing: scratch[from..<n]), conn)
                     if conn.isClosed { return }
                     if consumed < n { conn.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[consumed..<n])) }
                 } else {
@@ -323,6 +341,11 @@ public final class LineServer {
                 if tooLong {
                     handler.lineTooLong(limit: maxLineBytes, from: conn, out: &out)
                     conn.pending = []
+                    if keepsConnectionAfterLongLine {
+                        conn.skippingLongLine = true
+                        if n < scratch.count { break readLoop }
+                        continue readLoop
+                    }
                     conn.closeAfterFlush = true
                     break readLoop
                 }
@@ -343,6 +366,10 @@ public final class LineServer {
             if lineEnd > start, buf[lineEnd - 1] == 0x0D { lineEnd -= 1 }
             if end - start > maxLineBytes {
                 handler.lineTooLong(limit: maxLineBytes, from: conn, out: &out)
+                if keepsConnectionAfterLongLine {
+                    start = end + 1
+                    continue
+                }
                 conn.closeAfterFlush = true
                 return buf.count
             }

@@ -105,6 +105,16 @@ public final class StopSequence: @unchecked Sendable {
         }
     }
 
+    /// The run ends without a stop request (a supervised program exited by
+    /// itself): no stop signal may begin a stop sequence from now on, whose
+    /// `stopping` record would overwrite the one describing this end.
+    /// Returns false when a stop has already begun (that stop decides).
+    public func endWithoutStop() -> Bool {
+        guard phase == .running else { return false }
+        phase = .stopped
+        return true
+    }
+
     private func begin(_ info: SignalInfo) {
         // Step 1 — nothing may come before this: no log line, no write to a
         // client, no close. The record is durable when markStopping returns.
@@ -127,6 +137,9 @@ public final class StopSequence: @unchecked Sendable {
             finish(cutShort: inFlightNow > 0, reason: "SIGQUIT: no drain")
             return
         }
+        // The sender's name, for the `stopped` record and the run history:
+        // read only now, after the record and the hooks, while it may still exist.
+        store.senderCommand = Self.commandName(of: info.senderPID)
         // Step 3.
         let ctx = DrainContext(deadlineNs: drainStartNs + budget.drainBudget.nanosecondsValue, signal: info)
         context = ctx
@@ -137,6 +150,17 @@ public final class StopSequence: @unchecked Sendable {
             await self.drain(ctx)
             self.finish(cutShort: false, reason: "drain complete")
         }
+    }
+
+    /// `/proc/PID/comm` without its newline (15 bytes at most), nil when
+    /// the process is gone or unreadable (pid 0: the kernel).
+    static func commandName(of pid: Int32) -> String? {
+        guard pid > 0, let f = fopen("/proc/\(pid)/comm", "re") else { return nil }
+        defer { fclose(f) }
+        var buf = [CChar](repeating: 0, count: 64)
+        guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
+        let name = String(decoding: buf.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? nil : name
     }
 
     private func finish(cutShort: Bool, reason: String) {
@@ -176,8 +200,10 @@ public final class StopSequence: @unchecked Sendable {
 
     private func record(cutShort: Bool, reason: String) {
         phase = .stopped
-        let abandoned = cutShort ? inFlight() : 0
-        let outcome: ShutdownRecord.Outcome = cutShort ? .cutShort : .clean
+        // A drain that returned with work still in flight did not finish
+        // it: that work is abandoned, and the stop was not clean.
+        let abandoned = inFlight()
+        let outcome: ShutdownRecord.Outcome = cutShort || abandoned > 0 ? .cutShort : .clean
         let drainMs = (monotonicNanoseconds() - drainStartNs) / 1_000_000
         do { try store.markStopped(outcome: outcome, abandoned: abandoned, drainMs: drainMs) } catch {
             recordFailure = true

@@ -20,12 +20,21 @@ public enum ChildSpawner {
 
     /// Runs `argv[0]` (looked up in PATH) and returns its pid. The child is
     /// killed with `deathSignal` if this process dies (0: not).
-    public static func spawn(_ argv: [String], io: StandardIO = StandardIO(), deathSignal: Int32 = SIGKILL) throws(SystemCallError) -> pid_t {
+    /// With `environment` ("NAME=value" entries), the child gets exactly
+    /// that environment (nil: ours). The child leads its own process group.
+    public static func spawn(_ argv: [String], io: StandardIO = StandardIO(), deathSignal: Int32 = SIGKILL, environment: [String]? = nil) throws(SystemCallError) -> pid_t {
         precondition(!argv.isEmpty, "argv must name a program")
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
         cargs.append(nil)
         defer { for p in cargs { free(p) } }
-        let pid = cvigil_spawn(argv[0], cargs, io.stdin ?? -1, io.stdout ?? -1, io.stderr ?? -1, deathSignal)
+        var cenv: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { for p in cenv ?? [] { free(p) } }
+        let pid: pid_t
+        if cenv != nil {
+            pid = cvigil_spawn_env(argv[0], cargs, &cenv!, io.stdin ?? -1, io.stdout ?? -1, io.stderr ?? -1, deathSignal)
+        } else {
+            pid = cvigil_spawn(argv[0], cargs, io.stdin ?? -1, io.stdout ?? -1, io.stderr ?? -1, deathSignal)
+        }
         if pid < 0 { throw SystemCallError("spawn(\(argv[0]))", .init(rawValue: -pid)) }
         return pid
     }

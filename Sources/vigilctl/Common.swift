@@ -37,6 +37,13 @@ struct StateOptions: ParsableArguments {
         }
     }
 
+    /// A running `vigil run` holds the directory: it has no control socket
+    /// (its ledger's journal is read directly instead).
+    func isSupervised(running: Bool) -> Bool {
+        running && socket == nil && access(socketPath, F_OK) != 0
+            && access((stateDir.hasSuffix("/") ? stateDir : stateDir + "/") + "vigil.lock", F_OK) == 0
+    }
+
     /// The pid holding the directory lock (the running daemon), if any.
     func daemon(_ fs: PosixStateFileSystem) -> (running: Bool, pid: Int32?) {
         // vigild's holder file, and `vigil run`'s.

@@ -10,7 +10,8 @@ struct SessionsCommand: ParsableCommand {
         commandName: "sessions",
         abstract: "The sessions vigild knows, and which were interrupted.",
         discussion: """
-            Running: asks the daemon ({"op":"sessions"}). Not running: replays the journal read-only. \
+            Running: asks the daemon ({"op":"sessions"}). Not running, or a `vigil run` state directory: \
+            replays the journal read-only. \
             --json prints {"running":BOOL,"sessions":[{"session":S,"status":"active"|"interrupted",\
             "in_flight":[ids],"interrupted":[ids]},…]}. Exit codes: 0 done, 66 state directory or \
             journal unreadable, 69 running but the control socket did not answer, 77 permission denied.
@@ -22,7 +23,10 @@ struct SessionsCommand: ParsableCommand {
         let fs = try options.openStateDirectory()
         let running = options.daemon(fs).running
         var sessions: [[String: Any]]
-        if running {
+        // `vigil run` has no control socket: its ledger's journal is read
+        // read-only (its own open units are in flight, not interrupted).
+        let supervised = options.isSupervised(running: running)
+        if running && !supervised {
             let answer: String
             do { answer = try ControlClient.request("{\"op\":\"sessions\"}", socketPath: options.socketPath) } catch {
                 fputsStderr("vigilctl: vigild is running but its control socket did not answer: \(error)\n")
@@ -35,7 +39,7 @@ struct SessionsCommand: ParsableCommand {
             sessions = list
         } else {
             let state: JournalState
-            do { state = try JournalInspector.read(fs, runIsOver: true).state } catch {
+            do { state = try JournalInspector.read(fs, runIsOver: !running).state } catch {
                 fputsStderr("vigilctl: cannot read the journal in \(options.stateDir): \(error)\n")
                 throw ExitCode(VigilctlExit.noInput)
             }

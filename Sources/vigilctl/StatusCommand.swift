@@ -22,6 +22,16 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let fs = try options.openStateDirectory()
         let daemon = options.daemon(fs)
+        if options.isSupervised(running: daemon.running) {
+            // `vigil run`: no control socket; the lock holder and the journal say enough.
+            let open = (try? JournalInspector.read(fs, runIsOver: false).state.openTurnCount) ?? 0
+            if options.json {
+                print(jsonText(["running": true, "pid": daemon.pid.map { Int($0) } ?? 0, "supervisor": "vigil run", "open_units": open] as [String: Any]))
+            } else {
+                print("vigil run is running: pid \(daemon.pid.map(String.init) ?? "?"), \(open) ledger unit(s) open (state \(options.stateDir))")
+            }
+            return
+        }
         if daemon.running {
             let answer: String
             do { answer = try ControlClient.request("{\"op\":\"status\"}", socketPath: options.socketPath) } catch {

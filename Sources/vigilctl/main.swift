@@ -15,7 +15,7 @@ struct Vigilctl: ParsableCommand {
             64 usage, 66 state directory unreadable, 69 the daemon is running but its control socket \
             refused the request, 77 permission denied.
             """,
-        subcommands: [StatusCommand.self, SessionsCommand.self, LastShutdown.self])
+        subcommands: [StatusCommand.self, SessionsCommand.self, LastShutdown.self, HistoryCommand.self])
 }
 
 Vigilctl.main()

@@ -277,4 +277,77 @@ final class ShutdownRecordTests: XCTestCase {
             XCTAssertEqual((error as? SystemCallError)?.errno, .readOnlyFileSystem)
         }
     }
+
+    /// A supervised program's own end: exit 0 with nothing open is a clean
+    /// stop; anything else stays `running` (a crash for every reader, older
+    /// ones too) with the status or signal as optional keys.
+    func testProgramExitRecordsAndTheirClassification() throws {
+        for (exit, open, verdict, state) in [((Int32(0), Int32?.none), 0, RunClassification.clean, ShutdownRecord.State.stopped),
+                                             ((0, nil), 2, .crash, .running), ((4, nil), 0, .crash, .running),
+                                             ((nil, SIGKILL), 0, .crash, .running)] as [((Int32?, Int32?), Int, RunClassification, ShutdownRecord.State)] {
+            let fs = SimulatedStateFileSystem()
+            let store = ShutdownRecordStore(fs: fs)
+            _ = try store.takeOver(running: ShutdownRecord(running: 9, bootID: "b", startedAtNs: 1, version: "1"), currentBootID: "b")
+            try store.markProgramExited(status: exit.0, signal: exit.1, openWork: open)
+            guard case .valid(let r) = ShutdownRecordStore(fs: fs).read() else { return XCTFail("\(exit)") }
+            XCTAssertEqual(r.state, state, "\(exit)")
+            XCTAssertEqual(r.abandoned, open)
+            XCTAssertEqual(r.programExitStatus, exit.0)
+            XCTAssertEqual(r.programExitSignal, exit.1)
+            let previous = PreviousRun.classify(.valid(r), currentBootID: "b")
+            XCTAssertEqual(previous.classification, verdict, "\(exit), \(open) open")
+            XCTAssertTrue(previous.json().contains(exit.1 != nil ? "\"program_exit_signal\":9" : "\"program_exit_status\":"), previous.json())
+            // Round trip through the payload.
+            XCTAssertEqual(try ShutdownRecord(payload: r.payload()[...]), r)
+        }
+    }
+}
+
+final class RunHistoryTests: XCTestCase {
+    private func ended(_ pid: Int32, _ started: UInt64, state: ShutdownRecord.State = .stopped) -> PreviousRun {
+        var r = ShutdownRecord(running: pid, bootID: "b\tx", startedAtNs: started, version: "1")
+        r.state = state
+        if state == .stopped { r.outcome = .clean; r.abandoned = 0; r.drainMs = 5; r.stoppedAtNs = started + 10 }
+        return PreviousRun.classify(.valid(r), currentBootID: "b")
+    }
+
+    func testKeepsTheLastHundredRunsOldestFirst() throws {
+        let fs = SimulatedStateFileSystem()
+        XCTAssertNil(RunHistory.Entry(PreviousRun.classify(.absent, currentBootID: "b")), "a first start ended no run")
+        for i in 1...130 { try RunHistory.append(RunHistory.Entry(ended(Int32(i), UInt64(i)))!, in: fs) }
+        let h = RunHistory.read(fs)
+        XCTAssertEqual(h.entries.count, RunHistory.limit)
+        XCTAssertEqual(h.entries.first?["pid"], "31")
+        XCTAssertEqual(h.entries.last?["pid"], "130")
+        XCTAssertEqual(h.entries.last?["class"], "clean")
+        XCTAssertEqual(h.entries.last?["drain_ms"], "5")
+        XCTAssertEqual(h.entries.last?["boot_id"], "b x", "no TAB inside a value")
+        XCTAssertEqual(h.damagedLines, 0)
+    }
+
+    func testTheSameRunTwiceIsReplacedNotDoubled() throws {
+        let fs = SimulatedStateFileSystem()
+        try RunHistory.append(RunHistory.Entry(ended(7, 70, state: .running))!, in: fs)
+        try RunHistory.append(RunHistory.Entry(ended(7, 70, state: .running))!, in: fs)
+        try RunHistory.append(RunHistory.Entry(ended(8, 80))!, in: fs)
+        XCTAssertEqual(RunHistory.read(fs).entries.map { $0["pid"]! }, ["7", "8"])
+        XCTAssertEqual(RunHistory.read(fs).entries.first?["class"], "crash")
+    }
+
+    func testDamagedAndTruncatedLinesAreSkippedAndReported() throws {
+        let fs = SimulatedStateFileSystem()
+        for i in 1...3 { try RunHistory.append(RunHistory.Entry(ended(Int32(i), UInt64(i)))!, in: fs) }
+        var bytes = try fs.read(RunHistory.fileName)!
+        let firstNewline = bytes.firstIndex(of: 10)!
+        bytes[firstNewline - 3] ^= 0x01           // a flipped bit in the first line
+        bytes.removeLast(5)                       // a torn last line
+        try AtomicFile.replace(RunHistory.fileName, with: bytes + Array("garbage\n".utf8), in: fs)
+        let h = RunHistory.read(fs)
+        XCTAssertEqual(h.entries.map { $0["pid"]! }, ["2"])
+        XCTAssertEqual(h.damagedLines, 2, "the flipped line, and the torn one (run into the garbage)")
+        // Appending keeps what is readable.
+        try RunHistory.append(RunHistory.Entry(ended(4, 4))!, in: fs)
+        XCTAssertEqual(RunHistory.read(fs).entries.map { $0["pid"]! }, ["2", "4"])
+        XCTAssertEqual(RunHistory.read(fs).damagedLines, 0)
+    }
 }

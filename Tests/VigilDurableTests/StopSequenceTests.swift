@@ -69,6 +69,33 @@ final class StopSequenceTests: XCTestCase {
         XCTAssertEqual(s.exitCode, 0)
     }
 
+    /// A drain that returns with work still in flight did not finish it:
+    /// the stop is cut short with that work abandoned, never `clean`.
+    func testDrainReturningWithWorkLeftIsCutShort() throws {
+        let s = sequence(timeout: .seconds(5), inFlight: { 2 })
+        s.drain = { _ in }
+        s.handle(signal(SIGTERM))
+        try runToStop(s)
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.outcome, .cutShort)
+        XCTAssertEqual(r.abandoned, 2)
+        XCTAssertEqual(s.exitCode, 0)
+    }
+
+    /// A run ended without a stop request (a supervised program exited):
+    /// a later stop signal must not overwrite the record that says so.
+    func testEndWithoutStopRefusesALaterStop() throws {
+        let s = sequence(timeout: .seconds(5))
+        XCTAssertTrue(s.endWithoutStop())
+        try store.markProgramExited(status: 3, signal: nil, openWork: 1)
+        s.handle(signal(SIGTERM))
+        XCTAssertEqual(events, [], "no stop sequence began")
+        guard case .valid(let r) = store.read() else { return XCTFail() }
+        XCTAssertEqual(r.state, .running)
+        XCTAssertEqual(r.programExitStatus, 3)
+        XCTAssertFalse(s.endWithoutStop(), "once only")
+    }
+
     func testBudgetCutsTheDrainShortAndRecordsWhatWasAbandoned() throws {
         var pending = 4
         let s = sequence(timeout: .milliseconds(400), inFlight: { pending })

@@ -1,0 +1,158 @@
+// The ledger's guarantee, under randomized interleavings (seeded): after
+// any death — a clean stop, a cut-short stop, SIGKILL mid-drain, a crash of
+// the program, a crash of vigil — the next run's interrupted set holds every
+// unit whose `begin` got `ok` and whose `end` was never sent, and nothing
+// whose `end` got `ok` or whose `begin` was never sent. (A request whose
+// answer was lost with the process may go either way: its record may or
+// may not have reached the disk.)
+import Foundation
+import Glibc
+import XCTest
+
+final class LedgerExactnessTests: XCTestCase {
+    override func tearDown() { VigilRunProcess.removeScratch() }
+
+    enum Death: Int, CaseIterable { case clean, cutShort, killedMidDrain, programCrash, vigilCrash }
+
+    struct SplitMix64: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    /// One client connection's requests, in order, awaiting answers.
+    final class Client {
+        let ledger: LedgerClient
+        let session: String
+        var due: [(op: String, id: String)] = []
+        var nextID = 0
+        var begun: [String] = []  // begin sent, end not sent
+        init(_ path: String, session: String) throws {
+            ledger = try LedgerClient(path: path)
+            self.session = session
+        }
+    }
+
+    var sentBegin = Set<String>(), ackedBegin = Set<String>(), sentEnd = Set<String>(), ackedEnd = Set<String>()
+
+    func testInterruptedSetIsExactAfterEveryKindOfDeath() throws {
+        let seed = UInt64(ProcessInfo.processInfo.environment["VIGIL_TEST_SEED"] ?? "") ?? UInt64(time(nil))
+        print("LedgerExactnessTests seed \(seed) (VIGIL_TEST_SEED=\(seed) repeats it)")
+        var rng = SplitMix64(state: seed)
+        let dir = try VigilRunProcess.scratch()
+        let state = dir + "/state"
+        let stubborn = try script(dir, "stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.05; done\n")
+        let plain = try script(dir, "plain.sh", "while :; do sleep 0.05; done\n")
+        var deaths = Death.allCases + Death.allCases
+        deaths.shuffle(using: &rng)
+        var previous: Set<String>? = nil
+        var totalInterrupted = 0
+        for (round, death) in deaths.enumerated() {
+            let stubbornProgram = death == .cutShort || death == .killedMidDrain
+            let run = try VigilRunProcess(["--stop-timeout", death == .cutShort ? "1" : "5"],
+                                          command: [stubbornProgram ? stubborn : plain], stateDir: state)
+            try run.waitUntilStarted()
+            // Check the previous round, then resolve everything it left.
+            let checker = try LedgerClient(path: run.ledgerPath)
+            let found = checker.interrupted()
+            var interrupted = Set<String>()
+            for (s, ids) in found { for id in ids { interrupted.insert("\(s)/\(id)") } }
+            if let expectedBounds = previous {
+                _ = expectedBounds
+                let mustBe = ackedBegin.subtracting(sentEnd)
+                let mayBe = sentBegin.subtracting(ackedEnd)
+                XCTAssertTrue(mustBe.isSubset(of: interrupted), "round \(round - 1) (\(deaths[round - 1])): missing \(mustBe.subtracting(interrupted).sorted()) (seed \(seed))")
+                XCTAssertTrue(interrupted.isSubset(of: mayBe), "round \(round - 1) (\(deaths[round - 1])): extra \(interrupted.subtracting(mayBe).sorted()) (seed \(seed))")
+            }
+            totalInterrupted += interrupted.count
+            for s in found.keys { XCTAssertEqual(checker.request(#"{"op":"resolve","session":"\#(s)"}"#)["op"] as? String, "ok") }
+            XCTAssertEqual(checker.interrupted().count, 0)
+            sentBegin = []; ackedBegin = []; sentEnd = []; ackedEnd = []
+
+            let clients = try (0..<Int.random(in: 1...4, using: &rng)).map { try Client(run.ledgerPath, session: "r\(round)c\($0)") }
+            // Some work answered in full, then a batch in flight at the death.
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                issue(clients, count: Int.random(in: 5...60, using: &rng), rng: &rng)
+                for c in clients { collect(c, all: true) }
+            }
+            issue(clients, count: Int.random(in: 20...200, using: &rng), rng: &rng)
+            switch death {
+            case .clean, .cutShort:
+                run.signal(SIGTERM)
+                issue(clients, count: Int.random(in: 0...30, using: &rng), rng: &rng)
+                XCTAssertEqual(try run.waitForExit(), 0, run.log)
+            case .killedMidDrain:
+                run.signal(SIGTERM)
+                try run.waitFor("stopping record durable")
+                issue(clients, count: Int.random(in: 0...30, using: &rng), rng: &rng)
+                usleep(UInt32.random(in: 0...30_000, using: &rng))
+                run.signal(SIGKILL)
+                _ = try run.waitForExit()
+            case .programCrash:
+                usleep(UInt32.random(in: 0...5_000, using: &rng))
+                kill(run.programPID!, SIGKILL)
+                XCTAssertEqual(try run.waitForExit(), 137, run.log)
+            case .vigilCrash:
+                usleep(UInt32.random(in: 0...5_000, using: &rng))
+                run.signal(SIGKILL)
+                _ = try run.waitForExit()
+            }
+            for c in clients { collect(c, all: false) }
+            previous = sentBegin
+        }
+        XCTAssertGreaterThan(totalInterrupted, 0, "some rounds left work interrupted (seed \(seed))")
+        // The last round's check.
+        let run = try VigilRunProcess([], command: [plain], stateDir: state)
+        try run.waitUntilStarted()
+        let checker = try LedgerClient(path: run.ledgerPath)
+        var interrupted = Set<String>()
+        for (s, ids) in checker.interrupted() { for id in ids { interrupted.insert("\(s)/\(id)") } }
+        XCTAssertTrue(ackedBegin.subtracting(sentEnd).isSubset(of: interrupted), "last round: missing (seed \(seed))")
+        XCTAssertTrue(interrupted.isSubset(of: sentBegin.subtracting(ackedEnd)), "last round: extra (seed \(seed))")
+        run.signal(SIGTERM)
+        XCTAssertEqual(try run.waitForExit(), 0)
+    }
+
+    /// Pipelines `count` random requests over the clients.
+    private func issue(_ clients: [Client], count: Int, rng: inout SplitMix64) {
+        for _ in 0..<count {
+            let c = clients.randomElement(using: &rng)!
+            if !c.begun.isEmpty && Bool.random(using: &rng) {
+                let id = c.begun.remove(at: Int.random(in: 0..<c.begun.count, using: &rng))
+                c.ledger.send(#"{"op":"end","session":"\#(c.session)","id":"\#(id)"}"#)
+                c.due.append(("end", id))
+                sentEnd.insert("\(c.session)/\(id)")
+            } else {
+                c.nextID += 1
+                let id = "u\(c.nextID)"
+                c.ledger.send(#"{"op":"begin","session":"\#(c.session)","id":"\#(id)"}"#)
+                c.due.append(("begin", id))
+                c.begun.append(id)
+                sentBegin.insert("\(c.session)/\(id)")
+            }
+        }
+    }
+
+    /// Reads the answers due (all of them, or until the connection ends).
+    private func collect(_ c: Client, all: Bool) {
+        while !c.due.isEmpty {
+            guard let line = c.ledger.readLine() else {
+                XCTAssertFalse(all, "the connection ended with \(c.due.count) answers due")
+                c.due.removeAll()
+                return
+            }
+            let (op, id) = c.due.removeFirst()
+            let key = "\(c.session)/\(id)"
+            if line == #"{"op":"ok","id":"\#(id)"}"# {
+                if op == "begin" { ackedBegin.insert(key) } else { ackedEnd.insert(key) }
+            } else {
+                XCTAssertTrue(line.contains("not_durable"), "only a closed journal refuses here: \(line)")
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+// The ledger socket: answers, errors, ordering, permissions, and the
+// interrupted set across runs (docs/run.md).
+import Foundation
+import Glibc
+import XCTest
+
+final class LedgerTests: XCTestCase {
+    override func tearDown() { VigilRunProcess.removeScratch() }
+
+    func testAnswersAndErrorsKeepTheConnectionUsable() throws {
+        let dir = try VigilRunProcess.scratch()
+        let run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        var st = stat()
+        XCTAssertEqual(stat(run.ledgerPath, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        let c = try LedgerClient(path: run.ledgerPath)
+        XCTAssertEqual(c.request(#"{"op":"begin","session":"s1","id":"t1"}"#) as NSDictionary, ["op": "ok", "id": "t1"])
+        func code(_ line: String) -> String? { c.request(line)["code"] as? String }
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":"t1"}"#), "already_open")
+        XCTAssertEqual(code(#"{"op":"end","session":"s1","id":"nope"}"#), "not_open")
+        XCTAssertEqual(code(#"{"op":"end","session":"other","id":"t1"}"#), "not_open")
+        XCTAssertEqual(code(#"{"op":"frobnicate"}"#), "unknown_op")
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1"}"#), "missing_field")
+        XCTAssertEqual(code(#"{"session":"s1"}"#), "missing_field")
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":7}"#), "bad_field")
+        XCTAssertEqual(code(#"{"op":"begin","session":"","id":"x"}"#), "bad_field")
+        XCTAssertEqual(code(#"{"op":"begin""#), "bad_json")
+        XCTAssertEqual(code("not json"), "bad_json")
+        // Over the 16 KiB limit, within one read and across several.
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":""# + String(repeating: "x", count: 20_000) + #""}"#), "line_too_long")
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":""# + String(repeating: "x", count: 100_000) + #""}"#), "line_too_long")
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":""# + String(repeating: "x", count: 20_000) + #""}"#), "line_too_long")
+        XCTAssertEqual(c.request(#"{"op":"end","session":"s1","id":"t1"}"#) as NSDictionary, ["op": "ok", "id": "t1"])
+        XCTAssertEqual(c.request(#"{"op":"interrupted"}"#) as NSDictionary, ["op": "interrupted", "sessions": []])
+        XCTAssertEqual(c.request(#"{"op":"resolve","session":"s1"}"#) as NSDictionary, ["op": "ok"])
+        // Every error above has an answer; answers come in request order.
+        c.send(#"{"op":"begin","session":"s2","id":"a"}"# + "\n" + #"{"op":"nope"}"# + "\n" + #"{"op":"end","session":"s2","id":"a"}"#)
+        XCTAssertEqual(c.readLine(), #"{"op":"ok","id":"a"}"#)
+        XCTAssertTrue(c.readLine()?.contains("unknown_op") == true)
+        XCTAssertEqual(c.readLine(), #"{"op":"ok","id":"a"}"#)
+        run.signal(SIGTERM)
+        XCTAssertEqual(try run.waitForExit(), 0)
+        XCTAssertEqual(try VigilRunProcess.lastShutdown(dir + "/state")["classification"] as? String, "clean")
+    }
+
+    func testAnotherUidIsRefused() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to connect as another uid") }
+        let dir = try VigilRunProcess.scratch()
+        let run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        // Let uid 65534 reach the socket past the directory's mode: only
+        // the peer check is left to refuse it. The refusal is sent at
+        // connect, before any request (one sent now could meet the close).
+        chmod(dir, 0o711)
+        chmod(dir + "/state", 0o711)
+        chmod(run.ledgerPath, 0o666)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                       "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print(s.makefile().readline())", run.ledgerPath]
+        p.currentDirectoryURL = URL(fileURLWithPath: "/")
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        let errPath = dir + "/setpriv.err"
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: errPath)
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        XCTAssertTrue(out.contains("\"code\":\"forbidden\""), out + err)
+        chmod(dir + "/state", 0o700)
+        run.signal(SIGTERM)
+        _ = try run.waitForExit()
+    }
+
+    /// Work begun and not ended is interrupted in the next run, whether the
+    /// run stopped cleanly or its program crashed; resolve clears it durably.
+    func testInterruptedWorkAcrossRunsAndResolve() throws {
+        let dir = try VigilRunProcess.scratch()
+        var run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        var c = try LedgerClient(path: run.ledgerPath)
+        for (s, t) in [("a", "1"), ("a", "2"), ("b", "1"), ("c", "9")] {
+            XCTAssertEqual(c.request(#"{"op":"begin","session":"\#(s)","id":"\#(t)"}"#)["op"] as? String, "ok")
+        }
+        XCTAssertEqual(c.request(#"{"op":"end","session":"a","id":"1"}"#)["op"] as? String, "ok")
+        XCTAssertEqual(c.request(#"{"op":"end","session":"c","id":"9"}"#)["op"] as? String, "ok")
+        run.signal(SIGTERM)
+        XCTAssertEqual(try run.waitForExit(), 0)
+        var record = try VigilRunProcess.lastShutdown(dir + "/state")
+        XCTAssertEqual(record["classification"] as? String, "cut-short", "open units make the stop not clean")
+        XCTAssertEqual(record["abandoned"] as? Int, 2)
+        let interrupted = (record["interrupted"] as? [[String: Any]])?.map { "\($0["session"]!):\($0["turns"]!)" }
+        XCTAssertEqual(interrupted?.count, 2, "\(record)")
+
+        run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        c = try LedgerClient(path: run.ledgerPath)
+        XCTAssertEqual(c.interrupted(), ["a": ["2"], "b": ["1"]])
+        XCTAssertEqual(c.request(#"{"op":"resolve","session":"a"}"#) as NSDictionary, ["op": "ok"])
+        XCTAssertEqual(c.interrupted(), ["b": ["1"]])
+        // The program crashes with a unit open: that one joins the set.
+        XCTAssertEqual(c.request(#"{"op":"begin","session":"d","id":"x"}"#)["op"] as? String, "ok")
+        kill(run.programPID!, SIGKILL)
+        XCTAssertEqual(try run.waitForExit(), 137)
+        record = try VigilRunProcess.lastShutdown(dir + "/state")
+        XCTAssertEqual(record["classification"] as? String, "crash")
+        XCTAssertEqual(record["abandoned"] as? Int, 1)
+
+        run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        c = try LedgerClient(path: run.ledgerPath)
+        XCTAssertEqual(c.interrupted(), ["b": ["1"], "d": ["x"]])
+        let sessions = try VigilRunProcess.vigilctl(["sessions"], stateDir: dir + "/state")
+        XCTAssertTrue(sessions.contains("b") && sessions.contains("d"), sessions)
+        XCTAssertEqual(c.request(#"{"op":"begin","session":"e","id":"y"}"#)["op"] as? String, "ok")
+        let status = try VigilRunProcess.vigilctl(["status"], stateDir: dir + "/state")
+        XCTAssertTrue(status.contains("vigil run is running: pid \(run.pid), 1 ledger unit(s) open"), status)
+        run.signal(SIGTERM)
+        XCTAssertEqual(try run.waitForExit(), 0)
+    }
+}
