@@ -79,25 +79,25 @@ public struct PreviousRun: Sendable, Equatable {
     /// The JSON object `vigilctl last-shutdown --json` prints.
     public func json() -> String {
         var f: [(String, String)] = [
-            ("classification", q(classification.rawValue)),
+            ("classification", JSONText.string(classification.rawValue)),
             ("previous_boot", previousBoot ? "true" : "false"),
         ]
-        if let why = corruption { f.append(("corruption", q(why))) }
-        if let kept = keptAs { f.append(("kept_as", q(kept))) }
+        if let why = corruption { f.append(("corruption", JSONText.string(why))) }
+        if let kept = keptAs { f.append(("kept_as", JSONText.string(kept))) }
         if let r = record {
-            f.append(("state", q(r.state.rawValue)))
+            f.append(("state", JSONText.string(r.state.rawValue)))
             f.append(("pid", "\(r.pid)"))
-            f.append(("boot_id", q(r.bootID)))
+            f.append(("boot_id", JSONText.string(r.bootID)))
             f.append(("started_at_ns", "\(r.startedAtNs)"))
-            f.append(("version", q(r.version)))
+            f.append(("version", JSONText.string(r.version)))
             if let v = r.signal { f.append(("signal", "\(v)")) }
             if let v = r.senderPID { f.append(("sender_pid", "\(v)")) }
             if let v = r.senderUID { f.append(("sender_uid", "\(v)")) }
-            if let v = r.senderCommand { f.append(("sender_comm", q(v))) }
+            if let v = r.senderCommand { f.append(("sender_comm", JSONText.string(v))) }
             if let v = r.stopRequestedAtNs { f.append(("stop_requested_at_ns", "\(v)")) }
             if let v = r.budgetMs { f.append(("budget_ms", "\(v)")) }
             if let v = r.inFlight { f.append(("in_flight", "\(v)")) }
-            if let v = r.outcome { f.append(("outcome", q(v.rawValue))) }
+            if let v = r.outcome { f.append(("outcome", JSONText.string(v.rawValue))) }
             if let v = r.abandoned { f.append(("abandoned", "\(v)")) }
             if let v = r.drainMs { f.append(("drain_ms", "\(v)")) }
             if let v = r.handedOver { f.append(("handed_over", "\(v)")) }
@@ -107,26 +107,4 @@ public struct PreviousRun: Sendable, Equatable {
         }
         return "{" + f.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
-}
-
-/// A JSON string literal.
-func q(_ s: String) -> String {
-    var out = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if c.value < 0x20 {
-                let h = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            } else {
-                out.unicodeScalars.append(c)
-            }
-        }
-    }
-    return out + "\""
 }

@@ -31,33 +31,10 @@ enum ProgramEnvironment {
     static func previousRunJSON(_ previous: PreviousRun, interrupted: [(session: String, ids: [String])], check: JournalCheck) -> String {
         var s = String(previous.json().dropLast())
         s += ",\"daemon_running\":true,\"daemon_pid\":\(getpid()),\"interrupted\":["
-        s += interrupted.map { "{\"session\":\(jsonString($0.session)),\"turns\":[\($0.ids.map(jsonString).joined(separator: ","))]}" }.joined(separator: ",")
+        s += interrupted.map { "{\"session\":\(JSONText.string($0.session)),\"turns\":[\($0.ids.map(JSONText.string).joined(separator: ","))]}" }.joined(separator: ",")
         // Keys sorted, as vigilctl's JSONSerialization(.sortedKeys) writes them.
-        s += "],\"journal\":{\"damaged\":\(check.isDamaged),\"missing\":[\(check.missing.map(jsonString).joined(separator: ","))]"
-        s += ",\"problems\":[\(check.problems.map(jsonString).joined(separator: ","))],\"records_lost\":\(check.recordsLost)}}"
+        s += "],\"journal\":{\"damaged\":\(check.isDamaged),\"missing\":[\(check.missing.map(JSONText.string).joined(separator: ","))]"
+        s += ",\"problems\":[\(check.problems.map(JSONText.string).joined(separator: ","))],\"records_lost\":\(check.recordsLost)}}"
         return s
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{8}": out += "\\b"
-            case "\u{C}": out += "\\f"
-            default:
-                if c.value < 0x20 {
-                    let h = String(c.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(c)
-                }
-            }
-        }
-        return out + "\""
     }
 }
