@@ -68,25 +68,17 @@ public enum RestartIntentQuery {
     }
 
     static func query(unit: String, address: String?, user: Bool) -> Result<RestartIntent, StopTimeoutQueryError> {
-        var bus: OpaquePointer?
-        var r: Int32
-        if let address {
-            r = sd_bus_new(&bus)
-            if r >= 0 { r = sd_bus_set_address(bus, address) }
-            if r >= 0 { r = sd_bus_start(bus) }
-        } else if user {
-            r = sd_bus_open_user(&bus)
-        } else {
-            r = sd_bus_open_system(&bus)
+        let bus: OpaquePointer, path: String
+        switch ManagerBus.open(address: address, user: user, callTimeoutUs: 250_000) {
+        case .success(let b): bus = b
+        case .failure(let e): return .failure(e)
         }
-        defer { if bus != nil { _ = sd_bus_flush_close_unref(bus) } }
-        guard r >= 0 else { return .failure(.init(description: StopTimeoutQuery.errnoText(-r))) }
-        _ = sd_bus_set_method_call_timeout(bus, 250_000)
-        var pathPtr: UnsafeMutablePointer<CChar>?
-        r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &pathPtr)
-        guard r >= 0, let pathPtr else { return .failure(.init(description: "sd_bus_path_encode: \(StopTimeoutQuery.errnoText(-r))")) }
-        let path = String(cString: pathPtr)
-        free(pathPtr)
+        defer { ManagerBus.close(bus) }
+        switch ManagerBus.unitPath(unit) {
+        case .success(let p): path = p
+        case .failure(let e): return .failure(e)
+        }
+        var r: Int32
 
         var error = sd_bus_error()
         defer { sd_bus_error_free(&error) }

@@ -68,30 +68,20 @@ public enum StopTimeoutQuery {
     }
 
     static func property(unit: String, address: String?, user: Bool) -> Result<UInt64, StopTimeoutQueryError> {
-        var bus: OpaquePointer?
-        var r: Int32
-        if let address {
-            r = sd_bus_new(&bus)
-            if r >= 0 { r = sd_bus_set_address(bus, address) }
-            if r >= 0 { r = sd_bus_start(bus) }
-        } else if user {
-            r = sd_bus_open_user(&bus)
-        } else {
-            // A system unit asks the system bus whatever our uid
-            // (DynamicUser= services are not root and have no user bus).
-            r = sd_bus_open_system(&bus)
+        let bus: OpaquePointer, path: String
+        switch ManagerBus.open(address: address, user: user, callTimeoutUs: 1_000_000) {
+        case .success(let b): bus = b
+        case .failure(let e): return .failure(e)
         }
-        defer { if bus != nil { _ = sd_bus_flush_close_unref(bus) } }
-        guard r >= 0 else { return .failure(.init(description: errnoText(-r))) }
-        _ = sd_bus_set_method_call_timeout(bus, 1_000_000)
-        var path: UnsafeMutablePointer<CChar>?
-        r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &path)
-        guard r >= 0, let path else { return .failure(.init(description: "sd_bus_path_encode: \(errnoText(-r))")) }
-        defer { free(path) }
+        defer { ManagerBus.close(bus) }
+        switch ManagerBus.unitPath(unit) {
+        case .success(let p): path = p
+        case .failure(let e): return .failure(e)
+        }
         var error = sd_bus_error()
         defer { sd_bus_error_free(&error) }
         var usec: UInt64 = 0
-        r = sd_bus_get_property_trivial(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Service",
+        let r = sd_bus_get_property_trivial(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Service",
                                          "TimeoutStopUSec", &error, CChar(UInt8(ascii: "t")), &usec)
         guard r >= 0 else {
             let message = error.message.map { String(cString: $0) } ?? errnoText(-r)

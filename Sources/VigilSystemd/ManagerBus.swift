@@ -1,0 +1,45 @@
+// A short-lived sd-bus connection to the service manager, for the property
+// queries made at start and at a stop (the unit's TimeoutStopUSec, its
+// fd-store size and pending job): one place that opens it, bounds its calls
+// and names a unit's object path.
+import CVigil
+import Glibc
+
+enum ManagerBus {
+    /// Opens a bus to the manager: a private socket `address`, else the user
+    /// or the system bus. A system unit asks the system bus whatever our uid
+    /// (DynamicUser= services are not root and have no user bus). The caller
+    /// releases it with `close`.
+    static func open(address: String?, user: Bool, callTimeoutUs: UInt64) -> Result<OpaquePointer, StopTimeoutQueryError> {
+        var bus: OpaquePointer?
+        var r: Int32
+        if let address {
+            r = sd_bus_new(&bus)
+            if r >= 0 { r = sd_bus_set_address(bus, address) }
+            if r >= 0 { r = sd_bus_start(bus) }
+        } else if user {
+            r = sd_bus_open_user(&bus)
+        } else {
+            r = sd_bus_open_system(&bus)
+        }
+        guard r >= 0, let bus else {
+            if bus != nil { _ = sd_bus_flush_close_unref(bus) }
+            return .failure(.init(description: StopTimeoutQuery.errnoText(-r)))
+        }
+        _ = sd_bus_set_method_call_timeout(bus, callTimeoutUs)
+        return .success(bus)
+    }
+
+    static func close(_ bus: OpaquePointer) {
+        _ = sd_bus_flush_close_unref(bus)
+    }
+
+    /// `/org/freedesktop/systemd1/unit/<escaped unit name>`.
+    static func unitPath(_ unit: String) -> Result<String, StopTimeoutQueryError> {
+        var pathPtr: UnsafeMutablePointer<CChar>?
+        let r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &pathPtr)
+        guard r >= 0, let pathPtr else { return .failure(.init(description: "sd_bus_path_encode: \(StopTimeoutQuery.errnoText(-r))")) }
+        defer { free(pathPtr) }
+        return .success(String(cString: pathPtr))
+    }
+}
