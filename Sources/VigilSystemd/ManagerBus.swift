@@ -30,6 +30,23 @@ enum ManagerBus {
         return .success(bus)
     }
 
+    /// The service unit this process runs in, and whether a user manager
+    /// runs it (sd_pid_get_user_unit first, then sd_pid_get_unit).
+    static func ownServiceUnit() -> Result<(unit: String, user: Bool), StopTimeoutQueryError> {
+        var unitPtr: UnsafeMutablePointer<CChar>?
+        var user = true
+        if sd_pid_get_user_unit(0, &unitPtr) < 0 || unitPtr == nil {
+            user = false
+            guard sd_pid_get_unit(0, &unitPtr) >= 0, unitPtr != nil else {
+                return .failure(.init(description: "not running in a systemd unit"))
+            }
+        }
+        let unit = String(cString: unitPtr!)
+        free(unitPtr)
+        guard unit.hasSuffix(".service") else { return .failure(.init(description: "unit \(unit) is not a service")) }
+        return .success((unit, user))
+    }
+
     static func close(_ bus: OpaquePointer) {
         _ = sd_bus_flush_close_unref(bus)
     }

@@ -24,18 +24,10 @@ public struct StopTimeoutQueryError: Error, CustomStringConvertible {
 
 public enum StopTimeoutQuery {
     public static func ask() -> Result<StopTimeoutAnswer, StopTimeoutQueryError> {
-        var unitPtr: UnsafeMutablePointer<CChar>?
-        var user = true
-        if sd_pid_get_user_unit(0, &unitPtr) < 0 || unitPtr == nil {
-            user = false
-            guard sd_pid_get_unit(0, &unitPtr) >= 0, unitPtr != nil else {
-                return .failure(.init(description: "not running in a systemd unit"))
-            }
-        }
-        let unit = String(cString: unitPtr!)
-        free(unitPtr)
-        guard unit.hasSuffix(".service") else {
-            return .failure(.init(description: "unit \(unit) is not a service"))
+        let unit: String, user: Bool
+        switch ManagerBus.ownServiceUnit() {
+        case .success(let own): (unit, user) = own
+        case .failure(let e): return .failure(e)
         }
         var attempts: [String] = []
         for (address, label, userBus) in candidates(user: user) {
