@@ -169,7 +169,7 @@ let package = Package(
         .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
         // Drives the `vigil` and `vigilctl` binaries (docs/run.md).
         .testTarget(name: "VigilRunTests", swiftSettings: swift5),
-        .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable"], swiftSettings: swift5),
+        .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable", "VigilTesting"], swiftSettings: swift5),
         .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilGateway", "VigilDurable", "VigilSystemd"], swiftSettings: swift5),
     ]
 )

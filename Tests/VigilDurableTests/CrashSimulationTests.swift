@@ -180,14 +180,14 @@ final class CrashSimulationTests: XCTestCase {
         // undoes the new file and everything written into it: the sweep
         // must notice, or it proves nothing.
         for seed in [Seed.empty, .version1] {
-            let (v, _) = try sweep(seed: seed, outcome: .clean, wrap: { WithoutFlushes($0, directory: true) })
+            let (v, _) = try sweep(seed: seed, outcome: .clean, wrap: { FlushSkippingFileSystem($0, skipDirectorySync: true) })
             XCTAssertFalse(v.isEmpty, "the crash sweep cannot detect a missing directory fsync (\(seed))")
         }
     }
 
     func testNegativeControlWithoutDataSyncFails() throws {
         // Without the fdatasync an in-place record is visible but not durable.
-        let (v, _) = try sweep(seed: .slots, outcome: .clean, wrap: { WithoutFlushes($0, data: true) })
+        let (v, _) = try sweep(seed: .slots, outcome: .clean, wrap: { FlushSkippingFileSystem($0, skipDataSync: true) })
         XCTAssertFalse(v.isEmpty, "the crash sweep cannot detect a missing fdatasync")
         XCTAssertTrue(v.contains { $0.contains("power loss") && $0.contains("found clean, want [\"crash\"]") }, v.joined(separator: "\n"))
     }
@@ -207,30 +207,4 @@ final class CrashSimulationTests: XCTestCase {
             }
         }
     }
-}
-
-/// The negative controls' file system: everything but the fdatasync, or
-/// but the directory fsync.
-final class WithoutFlushes: StateFileSystem {
-    let inner: any StateFileSystem
-    let skipData: Bool, skipDirectory: Bool
-    init(_ inner: any StateFileSystem, data: Bool = false, directory: Bool = false) {
-        self.inner = inner
-        skipData = data
-        skipDirectory = directory
-    }
-    func read(_ name: String) throws(SystemCallError) -> [UInt8]? { try inner.read(name) }
-    func create(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.create(name) }
-    func write(_ handle: StateFileHandle, _ bytes: [UInt8]) throws(SystemCallError) { try inner.write(handle, bytes) }
-    func sync(_ handle: StateFileHandle) throws(SystemCallError) { try inner.sync(handle) }
-    func close(_ handle: StateFileHandle) throws(SystemCallError) { try inner.close(handle) }
-    func rename(_ from: String, to: String) throws(SystemCallError) { try inner.rename(from, to: to) }
-    func syncDirectory() throws(SystemCallError) { if !skipDirectory { try inner.syncDirectory() } }
-    func remove(_ name: String) throws(SystemCallError) { try inner.remove(name) }
-    func exists(_ name: String) -> Bool { inner.exists(name) }
-    func list() throws(SystemCallError) -> [String] { try inner.list() }
-    func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.openForWriting(name) }
-    func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) { try inner.write(handle, bytes, at: offset) }
-    func dataSync(_ handle: StateFileHandle) throws(SystemCallError) { if !skipData { try inner.dataSync(handle) } }
-    func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) { try inner.truncate(handle, to: size) }
 }

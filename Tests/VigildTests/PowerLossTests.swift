@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import VigilDurable
 import VigilReactor
+import VigilTesting
 import XCTest
 
 /// Power loss on a real filesystem: an ext4 image on a loop device mounted
@@ -53,12 +54,12 @@ final class PowerLossTests: XCTestCase {
     private func libraryScenario(_ name: String, existingFile: Bool, syncDirectory: Bool = true, flushStopping: Bool = true) throws -> String {
         try onLoopImage(name, live: { live in
             if existingFile { try cleanRun(live + "/state") }
-            let fs = SwitchableDataSync(try PosixStateFileSystem(path: live + "/state"))
-            fs.skipDirectory = !syncDirectory
+            let fs = FlushSkippingFileSystem(try PosixStateFileSystem(path: live + "/state"))
+            fs.skipDirectorySync = !syncDirectory
             let store = ShutdownRecordStore(fs: fs)
             let running = ShutdownRecord(running: getpid(), bootID: currentBootID(), startedAtNs: wallClockNanoseconds(), version: "test")
             _ = try store.takeOver(running: running, currentBootID: running.bootID)
-            fs.skip = !flushStopping
+            fs.skipDataSync = !flushStopping
             try store.markStopping(signal: SignalInfo(signal: SIGTERM, senderPID: getpid(), senderUID: 0, code: 0, value: 0, receivedAtNs: 0), budgetMs: 1, inFlight: 0)
             XCTAssertEqual(store.read(), .valid(store.current!), "visible before the power cut")
         }, after: { replayed in
@@ -262,30 +263,6 @@ final class PowerLossTests: XCTestCase {
         })
         return (sessions, opened, accepted, replied)
     }
-}
-
-/// The negative controls' file system (a test double: the library has no
-/// switch that leaves a flush out): no fdatasync once `skip` is armed, no
-/// directory fsync with `skipDirectory`.
-final class SwitchableDataSync: StateFileSystem {
-    let inner: any StateFileSystem
-    var skip = false
-    var skipDirectory = false
-    init(_ inner: any StateFileSystem) { self.inner = inner }
-    func read(_ name: String) throws(SystemCallError) -> [UInt8]? { try inner.read(name) }
-    func create(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.create(name) }
-    func write(_ handle: StateFileHandle, _ bytes: [UInt8]) throws(SystemCallError) { try inner.write(handle, bytes) }
-    func sync(_ handle: StateFileHandle) throws(SystemCallError) { try inner.sync(handle) }
-    func close(_ handle: StateFileHandle) throws(SystemCallError) { try inner.close(handle) }
-    func rename(_ from: String, to: String) throws(SystemCallError) { try inner.rename(from, to: to) }
-    func syncDirectory() throws(SystemCallError) { if !skipDirectory { try inner.syncDirectory() } }
-    func remove(_ name: String) throws(SystemCallError) { try inner.remove(name) }
-    func exists(_ name: String) -> Bool { inner.exists(name) }
-    func list() throws(SystemCallError) -> [String] { try inner.list() }
-    func openForWriting(_ name: String) throws(SystemCallError) -> StateFileHandle { try inner.openForWriting(name) }
-    func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) { try inner.write(handle, bytes, at: offset) }
-    func dataSync(_ handle: StateFileHandle) throws(SystemCallError) { if !skip { try inner.dataSync(handle) } }
-    func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) { try inner.truncate(handle, to: size) }
 }
 
 /// The journal's negative control (a test double): writes without the
