@@ -19,7 +19,7 @@ enum VigilctlExit {
 }
 
 struct StateOptions: ParsableArguments {
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("vigild's state directory (default $VIGIL_STATE_DIR, else ./vigil-state).", valueName: "dir"))
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The state directory of vigild or `vigil run` (default $VIGIL_STATE_DIR, else ./vigil-state).", valueName: "dir"))
     var stateDir: String = ProcessEnvironment.get("VIGIL_STATE_DIR") ?? "vigil-state"
 
     @Option(name: .customLong("socket"), help: ArgumentHelp("The daemon's control socket (default STATE_DIR/vigild.sock).", valueName: "path"))
@@ -44,6 +44,23 @@ struct StateOptions: ParsableArguments {
             && access((stateDir.hasSuffix("/") ? stateDir : stateDir + "/") + "vigil.lock", F_OK) == 0
     }
 
+    /// Which program the directory belongs to, for the text output: the one
+    /// whose holder file (`vigild.lock`, `vigil.lock`) was written last.
+    /// Holder files outlive their runs, so this also names a stopped one.
+    func owner() -> DirectoryOwner {
+        let dir = stateDir.hasSuffix("/") ? stateDir : stateDir + "/"
+        func written(_ name: String) -> Int? {
+            var st = stat()
+            guard stat(dir + name, &st) == 0 else { return nil }
+            return st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec
+        }
+        switch (written("vigild.lock"), written("vigil.lock")) {
+        case (nil, .some): return .supervisor
+        case (.some(let d), .some(let s)) where s > d: return .supervisor
+        default: return .vigild
+        }
+    }
+
     /// The pid holding the directory lock (the running daemon), if any.
     func daemon(_ fs: PosixStateFileSystem) -> (running: Bool, pid: Int32?) {
         // vigild's holder file, and `vigil run`'s.
@@ -52,6 +69,17 @@ struct StateOptions: ParsableArguments {
         case .some(let pid): (true, pid)
         }
     }
+}
+
+/// The program a state directory belongs to.
+enum DirectoryOwner {
+    case vigild
+    /// `vigil run`: no control socket; a ledger of units instead of turns.
+    case supervisor
+
+    var name: String { self == .vigild ? "vigild" : "vigil run" }
+    /// What one unit of interrupted work is called.
+    var unit: String { self == .vigild ? "turn" : "unit" }
 }
 
 func fputsStderr(_ s: String) {

@@ -8,7 +8,7 @@ import VigilLifecycle
 struct LastShutdown: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "last-shutdown",
-        abstract: "How the previous run of vigild ended.",
+        abstract: "How the previous run of vigild (or of `vigil run`) ended.",
         discussion: """
             With the daemon stopped, this reads the shutdown record and prints what the next start \
             will conclude. With the daemon running, it prints what that daemon concluded at its start. \
@@ -27,6 +27,7 @@ struct LastShutdown: ParsableCommand {
         let fs = try options.openStateDirectory()
         let store = ShutdownRecordStore(fs: fs)
         let daemon = options.daemon(fs)
+        let owner = options.owner()
         // While the daemon runs, its own open turns are in flight, not interrupted.
         var state = JournalState()
         var check = JournalCheck()
@@ -52,9 +53,9 @@ struct LastShutdown: ParsableCommand {
             if options.json {
                 print(String(report.dropLast()) + ",\"daemon_running\":true,\"daemon_pid\":\(daemon.pid.map(String.init) ?? "null"),\"interrupted\":\(interruptedJSON),\"journal\":\(journalJSON)}")
             } else {
-                print("vigild is running (pid \(daemon.pid.map(String.init) ?? "?")); at its start it found:")
+                print("\(owner.name) is running (pid \(daemon.pid.map(String.init) ?? "?")); at its start it found:")
                 print("  \(report)")
-                printInterrupted(interrupted)
+                printInterrupted(interrupted, owner)
                 printJournal(check, when: "at its start")
             }
             return
@@ -67,9 +68,9 @@ struct LastShutdown: ParsableCommand {
             if let r = previous.record {
                 print("  record: state \(r.state.rawValue), pid \(r.pid), boot \(r.bootID), version \(r.version)")
             }
-            printInterrupted(interrupted)
+            printInterrupted(interrupted, owner)
             printJournal(check, when: "for the next start")
-            print("vigild is not running: the next start will report this.")
+            print("\(owner.name) is not running: the next start will report this.")
         }
     }
 
@@ -80,8 +81,8 @@ struct LastShutdown: ParsableCommand {
         for p in c.problems { print("    \(p)") }
     }
 
-    private func printInterrupted(_ list: [(String, [String])]) {
-        if list.isEmpty { print("  no session has an interrupted turn"); return }
+    private func printInterrupted(_ list: [(String, [String])], _ owner: DirectoryOwner) {
+        if list.isEmpty { print("  no session has an interrupted \(owner.unit)"); return }
         print("  \(list.count) interrupted session(s):")
         for (s, turns) in list { print("    \(s): \(turns.joined(separator: ", "))") }
     }

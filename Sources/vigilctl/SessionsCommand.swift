@@ -8,7 +8,7 @@ import VigilGateway
 struct SessionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessions",
-        abstract: "The sessions vigild knows, and which were interrupted.",
+        abstract: "The sessions vigild (or `vigil run`'s ledger) knows, and which were interrupted.",
         discussion: """
             Running: asks the daemon ({"op":"sessions"}). Not running, or a `vigil run` state directory: \
             replays the journal read-only. \
@@ -51,11 +51,12 @@ struct SessionsCommand: ParsableCommand {
             print(jsonText(["running": running, "sessions": sessions] as [String: Any]))
             return
         }
-        print("\(sessions.count) session(s)\(running ? "" : " (vigild is not running)")")
+        let owner = options.owner()
+        print("\(sessions.count) session(s)\(running ? "" : " (\(owner.name) is not running)")")
         for s in sessions {
             var line = "  \(s["session"] ?? "?")  \(s["status"] ?? "?")"
             if let f = s["in_flight"] as? [String], !f.isEmpty { line += "  in flight: \(f.joined(separator: ", "))" }
-            if let i = s["interrupted"] as? [String], !i.isEmpty { line += "  interrupted turns: \(i.joined(separator: ", "))" }
+            if let i = s["interrupted"] as? [String], !i.isEmpty { line += "  interrupted \(owner.unit)s: \(i.joined(separator: ", "))" }
             print(line)
         }
     }

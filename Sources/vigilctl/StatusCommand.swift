@@ -8,7 +8,7 @@ import VigilLifecycle
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Whether vigild is running, and what it is doing.",
+        abstract: "Whether vigild (or `vigil run`) is running, and what it is doing.",
         discussion: """
             Running: asks the daemon on its control socket ({"op":"status"}); --json prints its answer \
             with "running":true. Not running: reads the state directory; --json prints \
@@ -69,7 +69,7 @@ struct StatusCommand: ParsableCommand {
                 "journal_damaged": journal.report.check.isDamaged,
             ] as [String: Any]))
         } else {
-            print("vigild is not running (state \(options.stateDir))")
+            print("\(options.owner().name) is not running (state \(options.stateDir))")
             print("  \(journal.state.sessions.count) session(s), \(journal.state.interruptedSessionCount) interrupted; \(previous.summary)")
             if journal.report.check.isDamaged {
                 print("  JOURNAL DAMAGED: the next start will report acknowledged data missing (vigilctl last-shutdown says what)")

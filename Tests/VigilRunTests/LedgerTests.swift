@@ -94,6 +94,10 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(record["abandoned"] as? Int, 2)
         let interrupted = (record["interrupted"] as? [[String: Any]])?.map { "\($0["session"]!):\($0["turns"]!)" }
         XCTAssertEqual(interrupted?.count, 2, "\(record)")
+        // The text names the program that owns the directory and its units.
+        let text = try VigilRunProcess.vigilctl(["last-shutdown"], stateDir: dir + "/state")
+        XCTAssertTrue(text.contains("a: 2") && text.contains("vigil run is not running"), text)
+        XCTAssertFalse(text.contains("vigild"), text)
 
         run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
         try run.waitUntilStarted()
@@ -115,6 +119,9 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(c.interrupted(), ["b": ["1"], "d": ["x"]])
         let sessions = try VigilRunProcess.vigilctl(["sessions"], stateDir: dir + "/state")
         XCTAssertTrue(sessions.contains("b") && sessions.contains("d"), sessions)
+        XCTAssertTrue(sessions.contains("interrupted units: x"), sessions)
+        let running = try VigilRunProcess.vigilctl(["last-shutdown"], stateDir: dir + "/state")
+        XCTAssertTrue(running.contains("vigil run is running (pid \(run.pid))"), running)
         XCTAssertEqual(c.request(#"{"op":"begin","session":"e","id":"y"}"#)["op"] as? String, "ok")
         let status = try VigilRunProcess.vigilctl(["status"], stateDir: dir + "/state")
         XCTAssertTrue(status.contains("vigil run is running: pid \(run.pid), 1 ledger unit(s) open"), status)
