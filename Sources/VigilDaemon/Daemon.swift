@@ -325,6 +325,13 @@ public enum Daemon {
                 logger.info("stop timeout not taken from the service manager: \(e)")
             }
         }
+        if !underSystemd && budget.source == .builtInDefault, let runtime = ContainerRuntime.detect() {
+            // The runtime cannot be asked (ContainerRuntime.swift): say what
+            // the default assumes, so a longer or shorter grace period is
+            // configured rather than discovered by a SIGKILL.
+            let known = runtime.defaultGracePeriod.map { "its default grace period is \($0.milliseconds / 1000) s" } ?? "its grace period is unknown"
+            logger.warning("running in \(runtime == .other ? runtime.rawValue : "a \(runtime.rawValue) container"), which does not tell its stop grace period (\(known)): the stop timeout is the built-in \(budget.stopTimeout.milliseconds) ms; configure it to the grace period the container is stopped with")
+        }
         if notifier.isEnabled && configuration.stopExtend > .zero {
             budget = StopBudget(stopTimeout: budget.stopTimeout + configuration.stopExtend, source: budget.source)
             logger.notice("the drain may ask systemd for up to \(configuration.stopExtend.milliseconds) ms more (EXTEND_TIMEOUT_USEC)")

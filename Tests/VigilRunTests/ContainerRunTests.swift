@@ -85,6 +85,7 @@ final class ContainerRunTests: XCTestCase {
         XCTAssertLessThan(seconds, 3.0, stop.1)
         XCTAssertTrue(logs(name).contains("stopped: cut-short"), logs(name))
         XCTAssertTrue(logs(name).contains("vigil ready (pid 1,"), logs(name))
+        XCTAssertFalse(logs(name).contains("does not tell its stop grace period"), "a stop timeout was given")
         XCTAssertEqual(try VigilRunProcess.lastShutdown(work + "/stop-state")["classification"] as? String, "cut-short")
     }
 
@@ -98,6 +99,8 @@ final class ContainerRunTests: XCTestCase {
             exit 7
             """)
         XCTAssertTrue(waitFor(name, "spawned"), logs(name))
+        // No --stop-timeout: the built-in 10 s, and a warning that podman cannot be asked.
+        XCTAssertTrue(logs(name).contains("running in a podman container, which does not tell its stop grace period (its default grace period is 10 s)"), logs(name))
         usleep(500_000)  // the orphans have exited: PID 1 must have reaped them
         let stats = Self.sh([tool, "exec", name, "/bin/sh", "-c", "cat /proc/[0-9]*/stat"]).1
         XCTAssertFalse(stats.contains(") Z "), "no zombie left: \(stats)")
