@@ -166,10 +166,14 @@ let package = Package(
         // libraries, which build in Swift 6 mode.
         .testTarget(name: "VigilReactorTests", dependencies: ["VigilReactor", "CVigil"], swiftSettings: swift5),
         .testTarget(name: "VigilDurableTests", dependencies: ["VigilDurable", "VigilLifecycle", "VigilReactor", "VigilTesting"], swiftSettings: swift5),
-        .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor"], swiftSettings: swift5),
+        .testTarget(name: "VigilGatewayTests", dependencies: ["VigilGateway", "VigilDurable", "VigilReactor", "VigilTestSupport"], swiftSettings: swift5),
+        // What the end-to-end test targets share: the built executables
+        // started and polled (LoggedProcess), power cuts on a loop ext4
+        // image, a seeded generator. Tests only; not a product.
+        .target(name: "VigilTestSupport", path: "Tests/VigilTestSupport", swiftSettings: swift5),
         // Drives the `vigil` and `vigilctl` binaries (docs/run.md).
-        .testTarget(name: "VigilRunTests", swiftSettings: swift5),
-        .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable", "VigilTesting"], swiftSettings: swift5),
+        .testTarget(name: "VigilRunTests", dependencies: ["VigilTestSupport"], swiftSettings: swift5),
+        .testTarget(name: "VigildTests", dependencies: ["VigilReactor", "VigilDurable", "VigilTesting", "VigilTestSupport"], swiftSettings: swift5),
         .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilGateway", "VigilDurable", "VigilSystemd"], swiftSettings: swift5),
     ]
 )

@@ -1,4 +1,5 @@
 @testable import VigilGateway
+import VigilTestSupport
 import XCTest
 
 /// A property-based pass over the line parser in every test run (the long
@@ -6,17 +7,6 @@ import XCTest
 /// broken lines; parsing must always give a request or a reason (never
 /// both), and every decoded string must survive JSONWriter and a re-parse.
 final class RequestPropertyTests: XCTestCase {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let seeds: [[UInt8]] = [
         #"{"op":"ping"}"#, #"{"op":"open","session":"s-1"}"#,
         #"{"op":"send","session":"s","id":"m:1","text":"h\u00e9llo \"x\" \\ \n \ud83d\ude00","work_ms":25}"#,
@@ -25,7 +15,7 @@ final class RequestPropertyTests: XCTestCase {
     ].map { Array($0.utf8) }
 
     func testParserPropertiesOverSeededMutations() {
-        var rng = SplitMix64(state: 0x5EED_0001)
+        var rng = SeededGenerator(seed: 0x5EED_0001)
         let tokens: [[UInt8]] = ["\"", "\\", "{", "}", "[", "]", ":", ",", "\\u", "d800", "null", "1e999", "-0", "\u{00e9}"].map { Array($0.utf8) }
         var accepted = 0
         let iterations = 200_000

@@ -1,22 +1,16 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
-enum VigilRunError: Error { case timeout(String), exited(Int32, String) }
+typealias VigilRunError = LoggedProcessError
 
 /// A `vigil run` started for a test: stderr (vigil's log and the program's)
 /// goes to a file that is polled; the program's stdout to another.
-final class VigilRunProcess {
-    let process = Process()
+final class VigilRunProcess: LoggedProcess {
     let stateDir: String
-    let base: String
-    let logPath: String
-    let outPath: String
 
-    static func binary(_ name: String) -> String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(name).path
-    }
+    static func binary(_ name: String) -> String { builtBinary(name) }
 
     /// A scratch directory under /tmp, short enough for socket names;
     /// removed by ``removeScratch()`` (each test class's tearDown).
@@ -35,28 +29,16 @@ final class VigilRunProcess {
     }
 
     init(_ options: [String], command: [String], stateDir: String? = nil, environment: [String: String] = [:]) throws {
-        base = try Self.scratch()
-        self.stateDir = stateDir ?? base + "/state"
-        logPath = base + "/stderr.log"
-        outPath = base + "/stdout.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        let bin = Self.binary("vigil")
-        guard FileManager.default.isExecutableFile(atPath: bin) else { throw XCTSkip("vigil is not built at \(bin): run `swift build` first") }
-        process.executableURL = URL(fileURLWithPath: bin)
-        process.arguments = ["run", "--state-dir", self.stateDir] + options + ["--"] + command
-        var env = ProcessInfo.processInfo.environment
-        for k in ["NOTIFY_SOCKET", "INVOCATION_ID", "VIGIL_STATE_DIR", "VIGIL_STOP_TIMEOUT", "VIGIL_READY"] { env[k] = nil }
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardError = FileHandle(forWritingAtPath: logPath)
-        process.standardOutput = FileHandle(forWritingAtPath: outPath)
-        try process.run()
+        let base = try Self.scratch()
+        let state = stateDir ?? base + "/state"
+        self.stateDir = state
+        try super.init(executable: Self.binary("vigil"), arguments: ["run", "--state-dir", state] + options + ["--"] + command,
+                       environment: environment,
+                       removing: ["NOTIFY_SOCKET", "INVOCATION_ID", "VIGIL_STATE_DIR", "VIGIL_STOP_TIMEOUT", "VIGIL_READY"],
+                       base: base)
+        exitTimeout = 15
     }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-    var output: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
-    var pid: pid_t { process.processIdentifier }
     var ledgerPath: String { stateDir + "/ledger.sock" }
 
     /// The program's pid, from vigil's "started … as pid N" line.
@@ -65,29 +47,7 @@ final class VigilRunProcess {
         return pid_t(log[r].split(separator: " ")[2])
     }
 
-    func waitFor(_ text: String, inOutput: Bool = false, timeout: Double = 10) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if (inOutput ? output : log).contains(text) { return }
-            if !process.isRunning { throw VigilRunError.exited(process.terminationStatus, log + output) }
-            usleep(10_000)
-        }
-        throw VigilRunError.timeout("waiting for \(text)\n" + log + output)
-    }
-
     func waitUntilStarted() throws { try waitFor("vigil ready") }
-
-    func waitForExit(timeout: Double = 15) throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
-            if Date() > deadline {
-                kill(pid, SIGKILL)
-                throw VigilRunError.timeout(log)
-            }
-            usleep(5_000)
-        }
-        return process.terminationStatus
-    }
 
     func signal(_ s: Int32) { kill(pid, s) }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Turns that finish just as the drain budget runs out (issue 9.1): every
@@ -7,18 +8,6 @@ import XCTest
 /// interrupted after the restart — never both, never neither — and the
 /// record's `abandoned` equals the number reported interrupted.
 final class DrainRaceTests: XCTestCase {
-    /// SplitMix64: a seeded sweep, reproducible from the seed in a failure.
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private func json(_ line: String) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
     }
@@ -89,7 +78,7 @@ final class DrainRaceTests: XCTestCase {
     /// after the turns start, so they end a little before work_ms into the drain).
     func testTurnsEndingAtTheBudgetAreRepliedOrInterruptedNeverLost() throws {
         let seed: UInt64 = 0x0009_0001
-        var rng = SplitMix(state: seed)
+        var rng = SeededGenerator(seed: seed)
         var decided = 0
         for _ in 0..<10 {
             let base = 1746 + Int(rng.next() % 8)
@@ -102,7 +91,7 @@ final class DrainRaceTests: XCTestCase {
     /// turns' timers, their journal batch and the budget are all due at once.
     func testAFrozenDrainThawedAfterTheBudgetLosesNoTurn() throws {
         let seed: UInt64 = 0x0009_0002
-        var rng = SplitMix(state: seed)
+        var rng = SeededGenerator(seed: seed)
         for _ in 0..<3 {
             let base = 1000 + Int(rng.next() % 700)
             try trial(seed: seed, workMs: (0..<5).map { _ in base + Int(rng.next() % 3) }, freezeMs: 2000)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// docs/embedding.md's example daemon: the docs quote Examples/line-worker
@@ -69,51 +70,21 @@ final class EmbeddingExampleTests: XCTestCase {
 }
 
 /// The example executable, started for a test.
-final class ExampleDaemon {
-    let process = Process()
+final class ExampleDaemon: LoggedProcess {
     let state: String
-    let logPath: String
     private(set) var port: UInt16 = 0
 
     init(stopTimeout: String, state existing: String? = nil) throws {
         let base = NSTemporaryDirectory() + "line-worker-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        state = existing ?? base + "/state"
-        logPath = base + "/stderr.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let binary = URL(fileURLWithPath: VigildProcess.binary).deletingLastPathComponent().appendingPathComponent("line-worker").path
-        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("line-worker is not built at \(binary)") }
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["0", state, stopTimeout]
-        process.standardError = FileHandle(forWritingAtPath: logPath)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if log.contains("line-worker ready"), let r = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                port = UInt16(log[r].split(separator: ":").last!)!
-                return
-            }
-            if !process.isRunning { throw VigildError.exited(process.terminationStatus, log) }
-            usleep(10_000)
+        let state = existing ?? base + "/state"
+        self.state = state
+        try super.init(executable: Self.builtBinary("line-worker"), arguments: ["0", state, stopTimeout], base: base)
+        try wait {
+            guard log.contains("line-worker ready"), let r = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return false }
+            port = UInt16(log[r].split(separator: ":").last!)!
+            return true
         }
-        throw VigildError.timeout(log)
     }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    func signal(_ s: Int32) { kill(process.processIdentifier, s) }
-
-    func waitForExit(timeout: Double = 10) throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
-            if Date() > deadline { kill(process.processIdentifier, SIGKILL); throw VigildError.timeout(log) }
-            usleep(5_000)
-        }
-        return process.terminationStatus
-    }
-
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-    }
+    func signal(_ s: Int32) { kill(pid, s) }
 }

@@ -3,21 +3,19 @@ import Glibc
 import VigilDurable
 import VigilReactor
 import VigilTesting
+import VigilTestSupport
 import XCTest
 
-/// Power loss on a real filesystem: an ext4 image on a loop device mounted
-/// with commit=600, so only fsync/fdatasync commits anything. vigild is
-/// stopped with SIGTERM and SIGKILLed once its stopping record is durable;
-/// the image is copied at that moment (what the disk holds: page-cache
-/// contents that were never written back are not in it), the copy is mounted
-/// (ext4 journal replay, as after a reboot) and the next start's
-/// classification is read.
+/// Power loss on a real filesystem (``PowerCut``: an ext4 image on a loop
+/// device, commit=600, copied at the cut and replayed). vigild is stopped
+/// with SIGTERM and SIGKILLed once its stopping record is durable; then the
+/// power goes, and the next start's classification is read.
 final class PowerLossTests: XCTestCase {
     /// The record file exists (a first run created it and stopped cleanly);
     /// the second run's `running` and `stopping` are in-place slot writes,
     /// each made durable by one fdatasync and no journal commit.
     func testStoppingRecordSurvivesPowerLoss() throws {
-        let found = try onLoopImage("real", live: { live in
+        let found = try PowerCut.onLoopImage("real", live: { live in
             try cleanRun(live + "/state")
             let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: ["VIGIL_DEBUG_DRAIN_MS": "60000"])
             try d.waitUntilListening()
@@ -34,7 +32,7 @@ final class PowerLossTests: XCTestCase {
     /// A first start: the record file is created (tmp, fsync, rename,
     /// directory fsync) in the same run that is stopped.
     func testStoppingRecordOfAFirstStartSurvivesPowerLoss() throws {
-        let found = try onLoopImage("first", live: { live in
+        let found = try PowerCut.onLoopImage("first", live: { live in
             let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: ["VIGIL_DEBUG_DRAIN_MS": "60000"])
             try d.waitUntilListening()
             d.signal(SIGTERM)
@@ -52,7 +50,7 @@ final class PowerLossTests: XCTestCase {
     /// every pending ext4 metadata change with them): take-over, then the
     /// stopping slot, then the power cut.
     private func libraryScenario(_ name: String, existingFile: Bool, syncDirectory: Bool = true, flushStopping: Bool = true) throws -> String {
-        try onLoopImage(name, live: { live in
+        try PowerCut.onLoopImage(name, live: { live in
             if existingFile { try cleanRun(live + "/state") }
             let fs = FlushSkippingFileSystem(try PosixStateFileSystem(path: live + "/state"))
             fs.skipDirectorySync = !syncDirectory
@@ -100,14 +98,14 @@ final class PowerLossTests: XCTestCase {
     /// SIGKILL, power cut.
     func testFullDiskDoesNotStopTheStoppingRecord() throws {
         var log = ""
-        let found = try onLoopImage("full", live: { live in
+        let found = try PowerCut.onLoopImage("full", live: { live in
             let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"], environment: ["VIGIL_DEBUG_DRAIN_MS": "60000"])
             try d.waitUntilListening()
             // Down to the last block (this small image has 1 KiB blocks).
             for (i, bs) in ["1M", "4k", "1k", "512"].enumerated() {
-                _ = try sh(["dd", "if=/dev/zero", "of=\(live)/fill-\(i)", "bs=\(bs)"])
+                _ = try Shell.run(["dd", "if=/dev/zero", "of=\(live)/fill-\(i)", "bs=\(bs)"])
             }
-            _ = try sh(["sync", "-f", live])
+            _ = try Shell.run(["sync", "-f", live])
             let probe = open(live + "/state/probe", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             XCTAssertGreaterThanOrEqual(probe, 0)
             var n = 0, e: Int32 = 0
@@ -140,50 +138,6 @@ final class PowerLossTests: XCTestCase {
         XCTAssertEqual(try d.waitForExit(), 0)
     }
 
-    private func sh(_ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
-    }
-
-    /// An ext4 image on a loop device (commit=600) mounted for `live`, then
-    /// the power cut: the image is copied as it is, the copy mounted (ext4
-    /// journal replay, as after a reboot) and handed to `after`.
-    private func onLoopImage<T>(_ name: String, live: (String) throws -> Void, after: (String) throws -> T) throws -> T {
-        guard getuid() == 0 else { throw XCTSkip("power-loss test needs root to mount a loop device") }
-        let work = NSTemporaryDirectory() + "vigil-powerloss-\(getpid())-\(name)"
-        try? FileManager.default.removeItem(atPath: work)
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let image = work + "/disk.img", copy = work + "/after-power-loss.img"
-        let liveDir = work + "/live", replayed = work + "/replayed"
-        try FileManager.default.createDirectory(atPath: liveDir, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: replayed, withIntermediateDirectories: true)
-        guard try sh(["truncate", "-s", "64M", image]).0 == 0 else { throw XCTSkip("cannot create a disk image") }
-        let mkfs = try sh(["mkfs.ext4", "-q", "-F", image])
-        guard mkfs.0 == 0 else { throw XCTSkip("mkfs.ext4 unavailable: \(mkfs.1)") }
-        let mount = try sh(["mount", "-o", "loop,commit=600", image, liveDir])
-        guard mount.0 == 0 else { throw XCTSkip("loop devices are not permitted here: \(mount.1)") }
-        var liveMounted = true
-        defer { if liveMounted { _ = try? sh(["umount", liveDir]) } }
-        try live(liveDir)
-        // The power goes now: the disk is what the loop device wrote.
-        XCTAssertEqual(try sh(["cp", "--sparse=always", image, copy]).0, 0)
-        _ = try sh(["umount", liveDir])
-        liveMounted = false
-        let m2 = try sh(["mount", "-o", "loop", copy, replayed])
-        XCTAssertEqual(m2.0, 0, m2.1)
-        defer { _ = try? sh(["umount", replayed]) }
-        return try after(replayed)
-    }
-
     /// Every turn the client saw `accepted` (and every session it saw
     /// `opened`) is on the disk after the power cut; turns it saw replied
     /// are complete, the others interrupted. The power goes while the daemon
@@ -203,7 +157,7 @@ final class PowerLossTests: XCTestCase {
     /// Through the library, with a journal I/O that acknowledges without the
     /// fdatasync (a test double: the library has no switch for it).
     func testNegativeControlWithoutJournalSyncLosesTurns() throws {
-        let sessions = try onLoopImage("turns-control", live: { live in
+        let sessions = try PowerCut.onLoopImage("turns-control", live: { live in
             let reactor = try Reactor()
             let fs = try PosixStateFileSystem(path: live + "/state")
             let journal = try TurnJournal(io: UnsyncedJournalIO(fs: fs, disk: reactor.disk), reactor: reactor, logger: reactor.logger)
@@ -231,7 +185,7 @@ final class PowerLossTests: XCTestCase {
 
     private func turnsAcrossPowerLoss() throws -> ([[String: Any]], [String], [String: String], Set<String>) {
         var accepted: [String: String] = [:], replied = Set<String>(), opened: [String] = []
-        let sessions = try onLoopImage("turns", live: { live in
+        let sessions = try PowerCut.onLoopImage("turns", live: { live in
             let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"])
             try d.waitUntilListening()
             let c = try LineClient(port: d.port)
@@ -262,23 +216,5 @@ final class PowerLossTests: XCTestCase {
             return o["sessions"] as? [[String: Any]] ?? []
         })
         return (sessions, opened, accepted, replied)
-    }
-}
-
-/// The journal's negative control (a test double): writes without the
-/// fdatasync, acknowledged all the same.
-final class UnsyncedJournalIO: JournalIO {
-    let fs: any StateFileSystem
-    let disk: any DiskIO
-
-    init(fs: any StateFileSystem, disk: any DiskIO) {
-        self.fs = fs
-        self.disk = disk
-    }
-
-    func writeAndSync(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64, completion: @escaping (SystemCallError?) -> Void) {
-        disk.submit([.write(fd: handle, bytes: bytes, offset: offset)], linked: false) { r in
-            if case .failure(let e) = r[0].result { completion(e) } else { completion(nil) }
-        }
     }
 }

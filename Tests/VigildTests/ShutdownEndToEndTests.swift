@@ -1,23 +1,12 @@
 import CVigil
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Runs a tool from the build directory (vigilctl) or the system and returns (status, stdout).
 func runTool(_ path: String, _ args: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    var env = ProcessInfo.processInfo.environment
-    for (k, v) in environment { env[k] = v }
-    p.environment = env
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    try Shell.run([path] + args, environment: environment, stderr: false)
 }
 
 var vigilctlPath: String {

@@ -1,69 +1,33 @@
 import CVigil
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// A vigild started for a test: its stderr goes to a file that is polled.
-final class VigildProcess {
-    let process = Process()
+final class VigildProcess: LoggedProcess {
     let stateDir: String
-    let logPath: String
     private(set) var port: UInt16 = 0
 
     static var binary: String {
-        if let override = ProcessInfo.processInfo.environment["VIGILD_BIN"] { return override }
-        // The test bundle and the executables share the build directory.
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("vigild").path
+        ProcessInfo.processInfo.environment["VIGILD_BIN"] ?? builtBinary("vigild")
     }
 
     init(arguments: [String]? = nil, environment: [String: String] = [:], stateDir: String? = nil, executable: String? = nil) throws {
         let base = NSTemporaryDirectory() + "vigild-test-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        self.stateDir = stateDir ?? base + "/state"
-        logPath = base + "/stderr.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            throw XCTSkip("vigild is not built at \(Self.binary): run `swift build` first")
-        }
-        process.executableURL = URL(fileURLWithPath: executable ?? Self.binary)
-        process.arguments = arguments ?? ["--listen", "127.0.0.1:0", "--state-dir", self.stateDir]
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardError = FileHandle(forWritingAtPath: logPath)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let state = stateDir ?? base + "/state"
+        self.stateDir = state
+        try super.init(executable: executable ?? Self.binary, arguments: arguments ?? ["--listen", "127.0.0.1:0", "--state-dir", state],
+                       environment: environment, base: base)
     }
-
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-    var pid: pid_t { process.processIdentifier }
 
     /// Waits for the "listening on HOST:PORT" line and remembers the port.
     func waitUntilListening(timeout: Double = 10) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let range = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                port = UInt16(log[range].split(separator: ":").last!)!
-                if log.contains("vigild ready") { return }
-            }
-            if !process.isRunning { throw VigildError.exited(process.terminationStatus, log) }
-            usleep(10_000)
+        try wait(timeout: timeout) {
+            guard let range = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return false }
+            port = UInt16(log[range].split(separator: ":").last!)!
+            return log.contains("vigild ready")
         }
-        throw VigildError.timeout(log)
-    }
-
-    /// Waits for exit and returns the status.
-    func waitForExit(timeout: Double = 10) throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
-            if Date() > deadline {
-                kill(pid, SIGKILL)
-                throw VigildError.timeout(log)
-            }
-            usleep(5_000)
-        }
-        return process.terminationStatus
     }
 
     func signal(_ s: Int32) { kill(daemonPID, s) }
@@ -89,16 +53,9 @@ final class VigildProcess {
     func openDescriptors() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count ?? -1
     }
-
-    deinit {
-        if process.isRunning { kill(pid, SIGKILL); process.waitUntilExit() }
-    }
 }
 
-enum VigildError: Error {
-    case exited(Int32, String)
-    case timeout(String)
-}
+typealias VigildError = LoggedProcessError
 
 /// A blocking line client.
 final class LineClient {
