@@ -7,45 +7,10 @@ import XCTest
 /// restart. The load is scaled for the suite; VIGIL_HANDOVER_CLIENTS and
 /// VIGIL_HANDOVER_RESTARTS set the full size (500 × 3) for
 /// docs/benchmarks.md, and the figures are printed either way.
-final class HandoverTests: XCTestCase {
-    private var manager: ServiceManager!
-    private var work = ""
-    private var units: [String] = []
+final class HandoverTests: ServiceManagerTestCase {
+    override class var workPrefix: String { "vigil-handover" }
     private let clients = ProcessInfo.processInfo.environment["VIGIL_HANDOVER_CLIENTS"].flatMap { Int($0) } ?? 40
     private let restarts = ProcessInfo.processInfo.environment["VIGIL_HANDOVER_RESTARTS"].flatMap { Int($0) } ?? 3
-
-    override func setUpWithError() throws {
-        guard let m = ServiceManager.find() else {
-            throw XCTSkip("no systemd service manager reachable: set VIGIL_SYSTEMD_SANDBOX to ../shared/tools/systemd-sandbox.sh")
-        }
-        manager = m
-        work = NSTemporaryDirectory() + "vigil-handover-\(getpid())-\(UUID().uuidString.prefix(6))"
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        manager?.remove(units)
-        try? FileManager.default.removeItem(atPath: work)
-    }
-
-    private func unitFile(_ name: String, _ text: String) throws -> String {
-        let path = work + "/" + name
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        units.append(name)
-        return path
-    }
-
-    private func freePort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return UInt16(bigEndian: sa.sin_port)
-    }
 
     /// A socket unit (the listener survives restarts) and vigild with a fd store.
     private func install(_ name: String, port: UInt16, storeMax: Int, extra: String = "") throws -> String {
@@ -69,15 +34,6 @@ final class HandoverTests: XCTestCase {
         XCTAssertEqual(manager.runUnits([sock, svc]).0, 0)
         XCTAssertEqual(manager.run(["ctl", "start", "\(name).service"]).0, 0)
         return "\(name).service"
-    }
-
-    private func waitFor(_ timeout: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
     }
 
     private func storedCount(_ unit: String) -> Int { Int(manager.property(unit, "NFileDescriptorStore")) ?? -1 }

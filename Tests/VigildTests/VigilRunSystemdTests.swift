@@ -5,26 +5,14 @@ import XCTest
 /// `vigil run` as a real systemd unit (docs/run.md): the budget from
 /// TimeoutStopSec, cut-short instead of systemd's SIGKILL, the previous run
 /// in the program's environment, the notify proxy.
-final class VigilRunSystemdTests: XCTestCase {
-    private var manager: ServiceManager!
-    private var work = ""
-    private var units: [String] = []
+final class VigilRunSystemdTests: ServiceManagerTestCase {
+    override class var workPrefix: String { "vigil-run-sd" }
 
     private var vigil: String { URL(fileURLWithPath: VigildProcess.binary).deletingLastPathComponent().appendingPathComponent("vigil").path }
 
     override func setUpWithError() throws {
         guard FileManager.default.isExecutableFile(atPath: vigil) else { throw XCTSkip("vigil is not built") }
-        guard let m = ServiceManager.find() else {
-            throw XCTSkip("no systemd service manager reachable: set VIGIL_SYSTEMD_SANDBOX to ../shared/tools/systemd-sandbox.sh or run on a host with `systemctl --user`")
-        }
-        manager = m
-        work = "/tmp/vigil-run-sd-\(getpid())-\(UUID().uuidString.prefix(6))"
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        manager?.remove(units)
-        try? FileManager.default.removeItem(atPath: work)
+        try super.setUpWithError()
     }
 
     private func unit(_ name: String, program: String, options: String = "", extra: String) throws -> (file: String, name: String) {
@@ -32,8 +20,7 @@ final class VigilRunSystemdTests: XCTestCase {
         try ("#!/bin/sh\n" + program).write(toFile: prog, atomically: true, encoding: .utf8)
         chmod(prog, 0o755)
         let unitName = "vigil-run-\(name)-\(getpid()).service"
-        let path = work + "/" + unitName
-        try """
+        let path = try unitFile(unitName, """
             [Unit]
             Description=vigil run under test
             [Service]
@@ -42,8 +29,7 @@ final class VigilRunSystemdTests: XCTestCase {
             ExecStart=\(vigil) run --state-dir \(work)/\(name)-state \(options) -- \(prog)
             KillMode=mixed
             \(extra)
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        units.append(unitName)
+            """)
         return (path, unitName)
     }
 
@@ -89,14 +75,5 @@ final class VigilRunSystemdTests: XCTestCase {
         XCTAssertEqual(manager.property(u.name, "StatusText"), "program serving")
         XCTAssertEqual(manager.run(["ctl", "stop", u.name]).0, 0)
         XCTAssertEqual(manager.property(u.name, "Result"), "success")
-    }
-
-    private func waitFor(_ timeout: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(50_000)
-        }
-        return condition()
     }
 }
