@@ -3,6 +3,7 @@
 // ignores SIGTERM, signal forwarding, reaping of orphans, exit codes.
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 final class ContainerRunTests: XCTestCase {
@@ -29,27 +30,8 @@ final class ContainerRunTests: XCTestCase {
         VigilRunProcess.removeScratch()
     }
 
-    /// posix_spawn + waitpid, output to a file (podman leaves conmon behind).
-    static func sh(_ argv: [String], env: [String: String] = [:]) -> (Int32, String) {
-        let out = "/tmp/vr-ct-\(getpid())-\(UUID().uuidString.prefix(6)).out"
-        defer { unlink(out) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var environment = ProcessInfo.processInfo.environment
-        for (k, v) in env { environment[k] = v }
-        var cenv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for c in cargs + cenv { free(c) } }
-        var pid: pid_t = 0
-        guard posix_spawnp(&pid, argv[0], &actions, nil, &cargs, &cenv) == 0 else { return (-1, "spawn failed") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return ((status >> 8) & 0xFF, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
-    }
+    /// Shell.spawn: podman leaves conmon behind, holding the output.
+    static func sh(_ argv: [String], env: [String: String] = [:]) -> (Int32, String) { Shell.spawn(argv, environment: env) }
 
     private func start(_ name: String, options: [String], program: String) throws -> String {
         let state = work + "/\(name)-state"

@@ -64,13 +64,7 @@ final class LedgerExactnessTests: XCTestCase {
             XCTAssertEqual(checker.interrupted().count, 0)
             sentBegin = []; ackedBegin = []; sentEnd = []; ackedEnd = []
 
-            let clients = try (0..<Int.random(in: 1...4, using: &rng)).map { try Client(run.ledgerPath, session: "r\(round)c\($0)") }
-            // Some work answered in full, then a batch in flight at the death.
-            for _ in 0..<Int.random(in: 1...4, using: &rng) {
-                issue(clients, count: Int.random(in: 5...60, using: &rng), rng: &rng)
-                for c in clients { collect(c, all: true) }
-            }
-            issue(clients, count: Int.random(in: 20...200, using: &rng), rng: &rng)
+            let clients = try traffic(run, sessions: "r\(round)c", rng: &rng)
             switch death {
             case .clean, .cutShort:
                 run.signal(SIGTERM)
@@ -127,12 +121,7 @@ final class LedgerExactnessTests: XCTestCase {
             let (classification, interrupted) = try PowerCut.onLoopImage("ledger-\(midDrain ? "drain" : "stream")", live: { live in
                 let run = try VigilRunProcess(["--stop-timeout", "5"], command: [midDrain ? stubborn : plain], stateDir: live + "/state")
                 try run.waitUntilStarted()
-                let clients = try (0..<Int.random(in: 2...4, using: &rng)).map { try Client(run.ledgerPath, session: "p\($0)") }
-                for _ in 0..<Int.random(in: 1...3, using: &rng) {
-                    issue(clients, count: Int.random(in: 10...60, using: &rng), rng: &rng)
-                    for c in clients { collect(c, all: true) }
-                }
-                issue(clients, count: Int.random(in: 50...200, using: &rng), rng: &rng)
+                let clients = try traffic(run, sessions: "p", rng: &rng)
                 if midDrain {
                     run.signal(SIGTERM)
                     try run.waitFor("stopping record durable")
@@ -162,6 +151,18 @@ final class LedgerExactnessTests: XCTestCase {
             XCTAssertTrue(interrupted.isSubset(of: sentBegin.subtracting(ackedEnd)), "power loss: extra \(interrupted.subtracting(sentBegin.subtracting(ackedEnd)).sorted()) (seed \(seed))")
             XCTAssertEqual(classification, midDrain ? "killed-during-drain" : "crash")
         }
+    }
+
+    /// One to four clients on the run's ledger: some work answered in full,
+    /// then a batch left in flight for the death that follows.
+    private func traffic(_ run: VigilRunProcess, sessions prefix: String, rng: inout SeededGenerator) throws -> [Client] {
+        let clients = try (0..<Int.random(in: 1...4, using: &rng)).map { try Client(run.ledgerPath, session: "\(prefix)\($0)") }
+        for _ in 0..<Int.random(in: 1...4, using: &rng) {
+            issue(clients, count: Int.random(in: 5...60, using: &rng), rng: &rng)
+            for c in clients { collect(c, all: true) }
+        }
+        issue(clients, count: Int.random(in: 20...200, using: &rng), rng: &rng)
+        return clients
     }
 
     /// Pipelines `count` random requests over the clients.

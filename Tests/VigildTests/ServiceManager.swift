@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// A real systemd service manager to run vigild under: the sandbox script
@@ -37,33 +38,7 @@ final class ServiceManager {
             default: argv = ["systemctl", "--user"] + args
             }
         }
-        return Self.spawn(argv)
-    }
-
-    /// posix_spawnp + waitpid on that pid, output to a file. Not Foundation's
-    /// Process: `up` leaves a service manager running behind it, and
-    /// Process on Linux was seen never to notice that its child had exited
-    /// (a zombie left unreaped, waitUntilExit blocked for good).
-    static func spawn(_ argv: [String]) -> (Int32, String) {
-        let outPath = NSTemporaryDirectory() + "vigil-sm-\(getpid())-\(UUID().uuidString.prefix(8)).out"
-        defer { unlink(outPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        cargs.append(nil)
-        defer { for c in cargs { free(c) } }
-        var pid: pid_t = 0
-        let r = posix_spawnp(&pid, argv[0], &actions, nil, cargs, environ)
-        guard r == 0 else { return (-1, "posix_spawnp(\(argv[0])): \(String(cString: strerror(r)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        return (code, text)
+        return Shell.spawn(argv)
     }
 
     /// Installs unit files and starts the first.
