@@ -195,4 +195,11 @@ public final class PosixStateFileSystem: StateFileSystem {
     public func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) {
         _ = try SystemCall.run("ftruncate") { ftruncate(handle, off_t(size)) }
     }
+
+    public func names(_ name: String, _ handle: StateFileHandle) -> Bool {
+        var open = stat(), named = stat()
+        guard fstat(handle, &open) == 0 else { return false }
+        guard fstatat(directoryFD, name, &named, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
+        return open.st_dev == named.st_dev && open.st_ino == named.st_ino
+    }
 }

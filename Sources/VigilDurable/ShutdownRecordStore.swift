@@ -213,6 +213,7 @@ public final class ShutdownRecordStore {
     /// refuse them), file and directory fsync'd. The descriptor stays open
     /// for the in-place writes.
     private func create(_ running: ShutdownRecord) throws(SystemCallError) {
+        // (`running` at a take-over; any record when recreating the file.)
         try encodeSlot(running, sequence: 1)
         let bytes = slotBuffer + [UInt8](repeating: 0, count: ShutdownRecordSlot.size)
         let tmp = Self.recordName + ".tmp"
@@ -262,7 +263,30 @@ public final class ShutdownRecordStore {
         lastWriteDurableNs = monotonicNanoseconds()
         durableSlot = target
         current = r
+        // After the flush, so the check costs the stop nothing: a file
+        // that is no longer under the name (removed, or replaced by a
+        // rename or a restore while we ran) would take every record to
+        // an inode the next start never reads.
+        if !fs.names(Self.recordName, handle) { try recreate(r) }
     }
+
+    /// The record file under the name is not the one we hold: `r`, already
+    /// durable in the old inode, is written again as a new file (tmp,
+    /// fsync, rename, directory fsync) and the old descriptor let go. We
+    /// hold the directory lock, so whatever stood under the name is not
+    /// another instance's.
+    private func recreate(_ r: ShutdownRecord) throws(SystemCallError) {
+        let old = handle
+        do throws(SystemCallError) { try create(r) } catch {
+            throw SystemCallError("\(Self.recordName) was replaced or removed while in use, and recreating it failed: \(error)", error.errno)
+        }
+        if let old { try? fs.close(old) }
+        filesRecreated += 1
+    }
+
+    /// How many times this store found its file removed or replaced after a
+    /// write and wrote the record again under the name (for a warning).
+    public private(set) var filesRecreated = 0
 }
 
 /// CLOCK_REALTIME in nanoseconds (for humans; never compared for decisions).

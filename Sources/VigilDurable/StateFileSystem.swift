@@ -36,4 +36,9 @@ public protocol StateFileSystem: AnyObject {
     func dataSync(_ handle: StateFileHandle) throws(SystemCallError)
     /// ftruncate(2).
     func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError)
+    /// Whether `name` in the directory still names the file `handle` has
+    /// open: false once it was removed, or replaced by another file (a
+    /// rename over it, a restore from a backup). Writes through the handle
+    /// would then go to a file nobody reads.
+    func names(_ name: String, _ handle: StateFileHandle) -> Bool
 }

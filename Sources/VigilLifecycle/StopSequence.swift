@@ -133,6 +133,7 @@ public final class StopSequence: @unchecked Sendable {
         for hook in onStopping { hook(info) }
         let recordState = failure == nil ? "stopping record durable" : "stopping record NOT durable"
         logger.notice("\(info.name) from pid \(info.senderPID) (uid \(info.senderUID)): \(recordState); draining \(inFlightNow) in flight, budget \(budget.drainBudget.milliseconds) ms of \(budget.stopTimeout.milliseconds) ms (\(budget.source))")
+        warnIfRecordFileWasReplaced()
         if info.signal == SIGQUIT {
             finish(cutShort: inFlightNow > 0, reason: "SIGQUIT: no drain")
             return
@@ -198,6 +199,16 @@ public final class StopSequence: @unchecked Sendable {
         PreviousRun.classify(store.read(), currentBootID: "").classification.rawValue
     }
 
+    private var recreationsReported = 0
+
+    /// The store found its file removed or replaced after a write and wrote
+    /// the record again under its name: worth an operator's attention.
+    private func warnIfRecordFileWasReplaced() {
+        guard store.filesRecreated > recreationsReported else { return }
+        recreationsReported = store.filesRecreated
+        logger.warning("\(ShutdownRecordStore.recordName) was removed or replaced by another file while this process ran; the record was written again under its name")
+    }
+
     private func record(cutShort: Bool, reason: String) {
         phase = .stopped
         // A drain that returned with work still in flight did not finish
@@ -209,6 +220,7 @@ public final class StopSequence: @unchecked Sendable {
             recordFailure = true
             logger.error("the stopped record is NOT durable (\(error)); the next start will report \(nextStartVerdict)")
         }
+        warnIfRecordFileWasReplaced()
         exitCode = recordFailure ? 1 : 0
         logger.notice("stopped: \(outcome.rawValue) (\(reason)), \(abandoned) abandoned, drain took \(drainMs) ms")
         for hook in onStopped { hook(outcome, abandoned) }

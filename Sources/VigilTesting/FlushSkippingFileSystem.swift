@@ -33,4 +33,5 @@ public final class FlushSkippingFileSystem: StateFileSystem {
     public func write(_ handle: StateFileHandle, _ bytes: [UInt8], at offset: UInt64) throws(SystemCallError) { try inner.write(handle, bytes, at: offset) }
     public func dataSync(_ handle: StateFileHandle) throws(SystemCallError) { if !skipDataSync { try inner.dataSync(handle) } }
     public func truncate(_ handle: StateFileHandle, to size: UInt64) throws(SystemCallError) { try inner.truncate(handle, to: size) }
+    public func names(_ name: String, _ handle: StateFileHandle) -> Bool { inner.names(name, handle) }
 }

@@ -169,6 +169,11 @@ public final class SimulatedStateFileSystem: StateFileSystem {
         if inode.data.count > Int(size) { inode.data.removeSubrange(Int(size)...) }
     }
 
+    public func names(_ name: String, _ handle: StateFileHandle) -> Bool {
+        guard let id = handles[handle] else { return false }
+        return names[name] == id
+    }
+
     /// Names currently visible (volatile view).
     public var fileNames: [String] { names.keys.sorted() }
 }

@@ -184,6 +184,57 @@ final class ShutdownRecordTests: XCTestCase {
         XCTAssertEqual(try ShutdownRecordSlot(decoding: ShutdownRecordSlot(sequence: 3, record: r).encoded()![...]).record, r)
     }
 
+    /// The record file removed, or replaced by another file, while the
+    /// daemon runs: the next record is written again under the name (the
+    /// next start would otherwise read the stale or missing file).
+    func testARemovedOrReplacedRecordFileIsWrittenAgain() throws {
+        let signal = SignalInfo(signal: SIGTERM, senderPID: 1, senderUID: 0, code: 0, value: 0, receivedAtNs: 1)
+        for replace in [false, true] {
+            for powerGoesAfterStopping in [true, false] {
+                let fs = SimulatedStateFileSystem()
+                let store = ShutdownRecordStore(fs: fs)
+                _ = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
+                if replace {
+                    let h = try fs.create("restored")
+                    try fs.write(h, Array("an old backup".utf8))
+                    try fs.sync(h)
+                    try fs.close(h)
+                    try fs.rename("restored", to: ShutdownRecordStore.recordName)
+                } else {
+                    try fs.remove(ShutdownRecordStore.recordName)
+                }
+                try fs.syncDirectory()
+                try store.markStopping(signal: signal, budgetMs: 9000, inFlight: 2)
+                XCTAssertEqual(store.filesRecreated, 1)
+                if !powerGoesAfterStopping {
+                    // The new file takes the later records in place.
+                    try store.markStopped(outcome: .clean, abandoned: 0, drainMs: 1)
+                    XCTAssertEqual(store.filesRecreated, 1)
+                }
+                fs.powerLoss()
+                guard case .valid(let r) = ShutdownRecordStore(fs: fs).read() else { return XCTFail("replace \(replace): \(ShutdownRecordStore(fs: fs).read())") }
+                XCTAssertEqual(r.state, powerGoesAfterStopping ? .stopping : .stopped, "durable under the name after \(replace ? "a rename over it" : "its removal")")
+            }
+        }
+    }
+
+    /// The same on a real directory: the check compares device and inode.
+    func testARemovedRecordFileIsWrittenAgainOnDisk() throws {
+        let dir = NSTemporaryDirectory() + "vigil-replaced-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fs = try PosixStateFileSystem(path: dir)
+        let store = ShutdownRecordStore(fs: fs)
+        _ = try store.takeOver(running: sampleRecord(.running), currentBootID: "boot-a")
+        try store.markStopping(signal: SignalInfo(signal: SIGTERM, senderPID: 1, senderUID: 0, code: 0, value: 0, receivedAtNs: 1), budgetMs: 1, inFlight: 0)
+        XCTAssertEqual(store.filesRecreated, 0, "the same file: nothing to do")
+        XCTAssertEqual(rename(dir + "/" + ShutdownRecordStore.recordName, dir + "/moved-away"), 0)
+        try store.markStopped(outcome: .clean, abandoned: 0, drainMs: 1)
+        XCTAssertEqual(store.filesRecreated, 1)
+        guard case .valid(let r) = ShutdownRecordStore(fs: fs).read() else { return XCTFail() }
+        XCTAssertEqual(r.state, .stopped)
+    }
+
     func testAFailedWriteIsRetriedInTheSameSlot() throws {
         let fs = SimulatedStateFileSystem()
         let store = ShutdownRecordStore(fs: fs)

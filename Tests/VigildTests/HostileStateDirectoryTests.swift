@@ -94,6 +94,21 @@ final class HostileStateDirectoryTests: XCTestCase {
         XCTAssertEqual(try lastShutdown(dir)["classification"] as? String, "clean")
     }
 
+    /// shutdown.record deleted while vigild runs (an operator cleaning up):
+    /// the stop writes its records again under the name, says so, and the
+    /// next start reads a clean stop instead of a first start.
+    func testADeletedRecordFileIsWrittenAgainAtTheStop() throws {
+        let dir = freshStateDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir], stateDir: dir)
+        try d.waitUntilListening()
+        XCTAssertEqual(unlink(dir + "/shutdown.record"), 0)
+        d.signal(SIGTERM)
+        XCTAssertEqual(try d.waitForExit(timeout: 10), 0, d.log)
+        XCTAssertTrue(d.log.contains("shutdown.record was removed or replaced by another file while this process ran"), d.log)
+        XCTAssertEqual(try lastShutdown(dir)["classification"] as? String, "clean")
+    }
+
     func testDeletingTheLockFileDoesNotLetASecondInstanceShareTheDirectory() throws {
         let first = try VigildProcess()
         try first.waitUntilListening()
