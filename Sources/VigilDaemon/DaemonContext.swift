@@ -42,6 +42,21 @@ public final class DaemonContext: @unchecked Sendable {
         self.notifier = notifier
     }
 
+    /// For a service that replays a journal at its start (after
+    /// ``Daemon/run(_:_:)`` made `running` durable): what the replay found.
+    /// Damage — acknowledged records lost, files missing — is added to the
+    /// previous run's entry in the run history, durably, so `vigilctl
+    /// history` still shows it after this run (the report `vigilctl
+    /// last-shutdown` gives lasts until the next start). A whole journal
+    /// changes nothing; a history that cannot be written is logged.
+    public func journalReplayed(_ check: JournalCheck) {
+        guard check.isDamaged, var entry = RunHistory.Entry(previousRun) else { return }
+        entry.add(journalDamage: check)
+        do { _ = try RunHistory.append(entry, in: stateDirectory) } catch {
+            logger.error("run history: the journal damage found at this start is not recorded (\(error))")
+        }
+    }
+
     /// Whether a service manager listens for notifications (`NOTIFY_SOCKET`).
     public var underServiceManager: Bool { notifier.isEnabled }
 

@@ -52,6 +52,22 @@ public struct RunHistory: Sendable, Equatable {
             self.fields = f.map { ($0.0, Self.clean($0.1)) }
         }
 
+        /// Adds a field (a TAB or newline in the value becomes a space).
+        public mutating func add(_ key: String, _ value: String) {
+            fields.append((Self.clean(key), Self.clean(value)))
+        }
+
+        /// Adds what a journal's replay at the next start found missing:
+        /// `journal_records_lost`, `journal_missing` (comma-separated) and
+        /// `journal_problems` (the count of other problems). Nothing when
+        /// the journal is whole.
+        public mutating func add(journalDamage check: JournalCheck) {
+            guard check.isDamaged else { return }
+            add("journal_records_lost", "\(check.recordsLost)")
+            if !check.missing.isEmpty { add("journal_missing", check.missing.joined(separator: ",")) }
+            if !check.problems.isEmpty { add("journal_problems", "\(check.problems.count)") }
+        }
+
         static func clean(_ s: String) -> String {
             String(s.unicodeScalars.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : Character($0) })
         }

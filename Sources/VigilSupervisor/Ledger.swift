@@ -62,6 +62,7 @@ public final class Ledger {
         if check.isDamaged {
             logger.error("the ledger's journal lost acknowledged data: \(check.recordsLost) record(s); `vigilctl last-shutdown --json` shows the journal object")
         }
+        context.journalReplayed(check)
         var started: Result<UInt64, JournalError>?
         journal.append(.runStarted(pid: getpid(), bootID: currentBootID())) { started = $0 }
         while started == nil {

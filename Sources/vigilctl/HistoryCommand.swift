@@ -46,7 +46,7 @@ struct HistoryCommand: ParsableCommand {
             let list: [[String: Any]] = runs.map { entry in
                 var o: [String: Any] = [:]
                 for (k, v) in entry.fields {
-                    if k == "previous_boot" { o[k] = v == "true" } else if let n = Int64(v), k != "boot_id", k != "version", k != "sender_comm" { o[k] = n } else { o[k] = v }
+                    if k == "previous_boot" { o[k] = v == "true" } else if let n = Int64(v), k != "boot_id", k != "version", k != "sender_comm", k != "journal_missing" { o[k] = n } else { o[k] = v }
                 }
                 return o
             }
@@ -65,6 +65,9 @@ struct HistoryCommand: ParsableCommand {
             if let c = e["program_exit_status"] { line += "  program exited \(c)" }
             if let g = e["program_exit_signal"] { line += "  program killed by signal \(g)" }
             if e["previous_boot"] == "true" { line += "  (previous boot)" }
+            if let lost = e["journal_records_lost"] {
+                line += "  JOURNAL DAMAGED at the next start: \(lost) acknowledged record(s) lost\(e["journal_missing"].map { ", missing \($0)" } ?? "")"
+            }
             print(line)
         }
     }

@@ -186,6 +186,7 @@ final class GatewayService: DaemonService {
             let missing = check.missing.isEmpty ? "" : "; missing: \(check.missing.joined(separator: ", "))"
             logger.error("the turn journal lost acknowledged data: \(check.recordsLost) record(s)\(missing); sessions may come back incomplete or as new — every `opened` of this run says journal_damaged, and `vigilctl last-shutdown --json` shows the journal object")
         }
+        context.journalReplayed(check)
         var started: Result<UInt64, JournalError>?
         journal.append(.runStarted(pid: getpid(), bootID: currentBootID())) { started = $0 }
         while started == nil {

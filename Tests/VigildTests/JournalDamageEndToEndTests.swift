@@ -74,6 +74,16 @@ final class JournalDamageEndToEndTests: XCTestCase {
         XCTAssertNil(json(c2.nextLine())["journal_damaged"])
         next.signal(SIGTERM)
         XCTAssertEqual(try next.waitForExit(), 0)
+        // The run history keeps it: the run before the damage was found,
+        // with what its successor's start found missing.
+        let history = try runTool(vigilctlPath, ["history", "--state-dir", dir, "--json"]).1
+        let runs = (try JSONSerialization.jsonObject(with: Data(history.utf8)) as? [String: Any])?["runs"] as? [[String: Any]] ?? []
+        let damaged = runs.filter { $0["journal_records_lost"] != nil }
+        XCTAssertEqual(damaged.count, 1, history)
+        XCTAssertEqual(damaged.first?["journal_missing"] as? String, segs[0])
+        XCTAssertGreaterThanOrEqual(damaged.first?["journal_records_lost"] as? Int ?? 0, 5)
+        let text = try runTool(vigilctlPath, ["history", "--state-dir", dir]).1
+        XCTAssertTrue(text.contains("JOURNAL DAMAGED at the next start"), text)
     }
 
     func testATruncationIntoAnAcknowledgedRecordIsReported() throws {
