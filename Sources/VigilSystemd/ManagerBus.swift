@@ -51,6 +51,22 @@ enum ManagerBus {
         _ = sd_bus_flush_close_unref(bus)
     }
 
+    /// Opens a bus (as ``open(address:user:callTimeoutUs:)``), names
+    /// `unit`'s object path, runs `body` with both, and closes the bus.
+    static func withUnit<T>(_ unit: String, address: String?, user: Bool, callTimeoutUs: UInt64,
+                            _ body: (OpaquePointer, String) -> Result<T, StopTimeoutQueryError>) -> Result<T, StopTimeoutQueryError> {
+        let bus: OpaquePointer
+        switch open(address: address, user: user, callTimeoutUs: callTimeoutUs) {
+        case .success(let b): bus = b
+        case .failure(let e): return .failure(e)
+        }
+        defer { close(bus) }
+        switch unitPath(unit) {
+        case .success(let path): return body(bus, path)
+        case .failure(let e): return .failure(e)
+        }
+    }
+
     /// `/org/freedesktop/systemd1/unit/<escaped unit name>`.
     static func unitPath(_ unit: String) -> Result<String, StopTimeoutQueryError> {
         var pathPtr: UnsafeMutablePointer<CChar>?

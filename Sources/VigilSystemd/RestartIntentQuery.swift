@@ -62,16 +62,10 @@ public enum RestartIntentQuery {
     }
 
     static func query(unit: String, address: String?, user: Bool) -> Result<RestartIntent, StopTimeoutQueryError> {
-        let bus: OpaquePointer, path: String
-        switch ManagerBus.open(address: address, user: user, callTimeoutUs: 250_000) {
-        case .success(let b): bus = b
-        case .failure(let e): return .failure(e)
-        }
-        defer { ManagerBus.close(bus) }
-        switch ManagerBus.unitPath(unit) {
-        case .success(let p): path = p
-        case .failure(let e): return .failure(e)
-        }
+        ManagerBus.withUnit(unit, address: address, user: user, callTimeoutUs: 250_000) { bus, path in intent(unit, bus, path) }
+    }
+
+    private static func intent(_ unit: String, _ bus: OpaquePointer, _ path: String) -> Result<RestartIntent, StopTimeoutQueryError> {
         var r: Int32
 
         var error = sd_bus_error()

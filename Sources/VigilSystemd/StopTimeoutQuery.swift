@@ -60,16 +60,10 @@ public enum StopTimeoutQuery {
     }
 
     static func property(unit: String, address: String?, user: Bool) -> Result<UInt64, StopTimeoutQueryError> {
-        let bus: OpaquePointer, path: String
-        switch ManagerBus.open(address: address, user: user, callTimeoutUs: 1_000_000) {
-        case .success(let b): bus = b
-        case .failure(let e): return .failure(e)
-        }
-        defer { ManagerBus.close(bus) }
-        switch ManagerBus.unitPath(unit) {
-        case .success(let p): path = p
-        case .failure(let e): return .failure(e)
-        }
+        ManagerBus.withUnit(unit, address: address, user: user, callTimeoutUs: 1_000_000) { bus, path in timeoutStop(bus, path) }
+    }
+
+    private static func timeoutStop(_ bus: OpaquePointer, _ path: String) -> Result<UInt64, StopTimeoutQueryError> {
         var error = sd_bus_error()
         defer { sd_bus_error_free(&error) }
         var usec: UInt64 = 0
