@@ -14,25 +14,19 @@ extension SessionGateway {
     }
 
     func deliver(_ turn: LiveTurn, _ outcome: AgentResult) {
-        var o: [UInt8] = []
-        switch outcome {
-        case .reply(let text):
-            JSONWriter.append("{\"op\":\"reply\",\"session\":", to: &o)
-            JSONWriter.appendString(turn.key.session, to: &o)
-            JSONWriter.append(",\"id\":", to: &o)
-            JSONWriter.appendString(turn.key.id, to: &o)
-            JSONWriter.append(",\"text\":", to: &o)
-            JSONWriter.appendString(text, to: &o)
-            JSONWriter.append("}\n", to: &o)
-        case .failed(let why):
-            JSONWriter.append("{\"op\":\"error\",\"code\":\"agent_failed\",\"session\":", to: &o)
-            JSONWriter.appendString(turn.key.session, to: &o)
-            JSONWriter.append(",\"id\":", to: &o)
-            JSONWriter.appendString(turn.key.id, to: &o)
-            JSONWriter.append(",\"message\":", to: &o)
-            JSONWriter.appendString(why, to: &o)
-            JSONWriter.append("}\n", to: &o)
+        // The two answers differ only in their head and their text field.
+        let (head, field, text): (StaticString, StaticString, String) = switch outcome {
+        case .reply(let text): ("{\"op\":\"reply\",\"session\":", ",\"text\":", text)
+        case .failed(let why): ("{\"op\":\"error\",\"code\":\"agent_failed\",\"session\":", ",\"message\":", why)
         }
+        var o: [UInt8] = []
+        JSONWriter.append(head, to: &o)
+        JSONWriter.appendString(turn.key.session, to: &o)
+        JSONWriter.append(",\"id\":", to: &o)
+        JSONWriter.appendString(turn.key.id, to: &o)
+        JSONWriter.append(field, to: &o)
+        JSONWriter.appendString(text, to: &o)
+        JSONWriter.append("}\n", to: &o)
         if let owner = owners[turn.key.session], let client = clients[owner] { client.push(o) }
     }
 }

@@ -175,6 +175,27 @@ final class GatewayEndToEndTests: XCTestCase {
         XCTAssertEqual(interrupted.first?["turns"] as? [String], ["2"], "the turn whose child died with vigild")
     }
 
+    /// A failing agent: the turn is completed (not interrupted) and its
+    /// client gets `agent_failed` with the reason (docs/protocol.md).
+    func testAFailingExecAgentAnswersAgentFailed() throws {
+        let sd = NSTemporaryDirectory() + "vigil-exec-\(getpid())-\(UUID().uuidString.prefix(6))"
+        let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", sd,
+                                              "--agent", "exec", "--exec-command", "read l; exit 3"], stateDir: sd)
+        defer { try? FileManager.default.removeItem(atPath: sd) }
+        try d.waitUntilListening()
+        let c = try LineClient(port: d.port)
+        XCTAssertEqual(request(c, #"{"op":"send","session":"f","id":"9","text":"x"}"#)["op"] as? String, "accepted")
+        let failed = json(c.nextLine())
+        XCTAssertEqual(failed["op"] as? String, "error")
+        XCTAssertEqual(failed["code"] as? String, "agent_failed")
+        XCTAssertEqual(failed["session"] as? String, "f")
+        XCTAssertEqual(failed["id"] as? String, "9")
+        XCTAssertTrue((failed["message"] as? String ?? "").contains("3"), "\(failed)")
+        d.signal(SIGTERM)
+        XCTAssertEqual(try d.waitForExit(), 0)
+        XCTAssertEqual(((try lastShutdown(sd))["interrupted"] as? [[String: Any]])?.count, 0, "completed, not interrupted")
+    }
+
     func testExecBackgroundJobsDoNotHoldTheTurnAndAreKilledWithTheGroup() throws {
         let marker = "62.\(UInt32.random(in: 100_000...999_999))"
         let sd = NSTemporaryDirectory() + "vigil-exec-\(getpid())-\(UUID().uuidString.prefix(6))"
