@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import VigilGateway
 import VigilReactor
+import VigilTestSupport
 import XCTest
 
 /// The gateway's half of a handover, in process and without systemd: one
@@ -10,15 +11,15 @@ import XCTest
 final class GatewayHandoverTests: XCTestCase {
     func testConnectionCarriesOnInTheNextGateway() throws {
         let first = try GatewayHarness()
-        let c = try Client(port: first.port)
+        let c = try LineSocket(port: first.port)
         c.setTimeout(5)
-        let other = try Client(port: first.port)
+        let other = try LineSocket(port: first.port)
         other.setTimeout(5)
         c.send(#"{"op":"send","session":"h","id":"t1","text":"one"}"# + "\n")
-        XCTAssertEqual(c.line(), #"{"op":"accepted","id":"t1"}"#)
-        XCTAssertEqual(c.line(), #"{"op":"reply","session":"h","id":"t1","text":"one"}"#)
+        XCTAssertEqual(c.nextLine(), #"{"op":"accepted","id":"t1"}"#)
+        XCTAssertEqual(c.nextLine(), #"{"op":"reply","session":"h","id":"t1","text":"one"}"#)
         other.send(#"{"op":"ping"}"# + "\n")
-        XCTAssertEqual(other.line(), #"{"op":"pong"}"#)
+        XCTAssertEqual(other.nextLine(), #"{"op":"pong"}"#)
         c.send(#"{"op":"send","session":"h","id":"t2","te"#)  // read now: the partial line is state
         usleep(100_000)
         first.onLoop { first.gateway.prepareHandover(server: first.server) }
@@ -27,16 +28,16 @@ final class GatewayHandoverTests: XCTestCase {
         XCTAssertEqual(first.onLoop { first.gateway.pings }, 1, "nothing is read while paused")
         // A listener still watched (vigild's control socket) keeps serving
         // new connections during the drain, without spinning on the paused ones.
-        let late = try Client(unixPath: first.unixPath)
+        let late = try LineSocket(unixPath: first.unixPath)
         late.setTimeout(5)
         late.send(#"{"op":"ping"}"# + "\n")
-        XCTAssertEqual(late.line(), #"{"op":"pong"}"#)
+        XCTAssertEqual(late.nextLine(), #"{"op":"pong"}"#)
         let handed: [(fd: Int32, state: [UInt8])] = first.onLoop {
             // The harness closes its copies when it stops: keep our own.
             first.gateway.handOverConnections(server: first.server).map { (dup($0.fd), $0.state) }
         }
         XCTAssertEqual(handed.count, 2, "the connection accepted during the drain is not handed over")
-        XCTAssertEqual(late.line(), #"{"op":"goodbye","reason":"shutdown"}"#)
+        XCTAssertEqual(late.nextLine(), #"{"op":"goodbye","reason":"shutdown"}"#)
         first.stop(removeDirectory: false)
 
         let second = try GatewayHarness(dir: first.dir)
@@ -51,13 +52,13 @@ final class GatewayHandoverTests: XCTestCase {
         }
         XCTAssertNil(refused[cIndex])
         XCTAssertNotNil(refused[1 - cIndex])
-        let cAdopted = c.line()
+        let cAdopted = c.nextLine()
         // The half line completed after the pause is one request; the ping
         // sent behind it is answered in order; the session's reply comes here.
         XCTAssertEqual(cAdopted, #"{"op":"accepted","id":"t2"}"#)
-        XCTAssertEqual(c.line(), #"{"op":"pong"}"#)
-        XCTAssertEqual(c.line(), #"{"op":"reply","session":"h","id":"t2","text":"two"}"#)
-        XCTAssertNil(other.line(), "the connection whose state did not decode was closed")
+        XCTAssertEqual(c.nextLine(), #"{"op":"pong"}"#)
+        XCTAssertEqual(c.nextLine(), #"{"op":"reply","session":"h","id":"t2","text":"two"}"#)
+        XCTAssertNil(other.nextLine(), "the connection whose state did not decode was closed")
     }
 
     private func port(of fd: Int32, peer: Bool) -> UInt16 {

@@ -3,6 +3,7 @@ import Glibc
 import VigilDurable
 import VigilGateway
 import VigilReactor
+import VigilTestSupport
 import XCTest
 
 /// The protocol of docs/protocol.md against a gateway with a real journal.
@@ -16,16 +17,16 @@ final class SessionGatewayTests: XCTestCase {
 
     func testOpenSendReplyAndOrderedAnswers() throws {
         harness = try GatewayHarness()
-        let c = try Client(port: harness.port)
+        let c = try LineSocket(port: harness.port)
         // A ping behind a send waits for the send's `accepted`: answers keep request order.
         c.send(#"{"op":"open","session":"s1"}"# + "\n" + #"{"op":"send","session":"s1","id":"m1","text":"héllo \"q\"","work_ms":50}"# + "\n" + #"{"op":"ping"}"# + "\n")
-        let opened = c.object(c.line())
+        let opened = c.nextObject()
         XCTAssertEqual(opened["op"] as? String, "opened")
         XCTAssertEqual(opened["status"] as? String, "new")
         XCTAssertEqual(opened["interrupted"] as? [String], [])
-        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "accepted", "id": "m1"])
-        XCTAssertEqual(c.line(), #"{"op":"pong"}"#)
-        let reply = c.object(c.line())
+        XCTAssertEqual(c.nextObject() as NSDictionary, ["op": "accepted", "id": "m1"])
+        XCTAssertEqual(c.nextLine(), #"{"op":"pong"}"#)
+        let reply = c.nextObject()
         XCTAssertEqual(reply as NSDictionary, ["op": "reply", "session": "s1", "id": "m1", "text": "héllo \"q\""])
         // Known now: `active`, durable.
         let again = c.request(#"{"op":"open","session":"s1"}"#)
@@ -40,50 +41,50 @@ final class SessionGatewayTests: XCTestCase {
 
     func testSendOpensTheSessionImplicitlyAndDuplicatesInFlightAreRefused() throws {
         harness = try GatewayHarness()
-        let c = try Client(port: harness.port)
+        let c = try LineSocket(port: harness.port)
         c.send(#"{"op":"send","session":"s2","id":"a","text":"x","work_ms":300}"# + "\n" + #"{"op":"send","session":"s2","id":"a","text":"x"}"# + "\n")
-        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "accepted", "id": "a"])
-        let dup = c.object(c.line())
+        XCTAssertEqual(c.nextObject() as NSDictionary, ["op": "accepted", "id": "a"])
+        let dup = c.nextObject()
         XCTAssertEqual(dup["code"] as? String, "bad_request")
         XCTAssertTrue((dup["message"] as? String ?? "").contains("already in flight"), "\(dup)")
-        XCTAssertEqual(c.object(c.line())["op"] as? String, "reply")
+        XCTAssertEqual(c.nextObject()["op"] as? String, "reply")
         XCTAssertEqual(harness.onLoop { self.harness.gateway.journal.state.status(of: "s2") }, .active)
     }
 
     func testAReconnectingClientGetsTheReplyOfItsTurnInFlight() throws {
         harness = try GatewayHarness()
-        var a: Client? = try Client(port: harness.port)
+        var a: LineSocket? = try LineSocket(port: harness.port)
         XCTAssertEqual(a!.request(#"{"op":"send","session":"r","id":"1","text":"later","work_ms":400}"#)["op"] as? String, "accepted")
         a = nil  // the client goes away with its turn in flight
-        let b = try Client(port: harness.port)
+        let b = try LineSocket(port: harness.port)
         let opened = b.request(#"{"op":"open","session":"r"}"#)
         XCTAssertEqual(opened["status"] as? String, "active")
         XCTAssertEqual(opened["in_flight"] as? [String], ["1"])
-        XCTAssertEqual(b.object(b.line()) as NSDictionary, ["op": "reply", "session": "r", "id": "1", "text": "later"])
+        XCTAssertEqual(b.nextObject() as NSDictionary, ["op": "reply", "session": "r", "id": "1", "text": "later"])
     }
 
     func testAHalfClosedClientStillGetsItsAnswersThenTheConnectionCloses() throws {
         harness = try GatewayHarness()
-        let c = try Client(port: harness.port)
+        let c = try LineSocket(port: harness.port)
         // `printf … | nc -N` style: send, then shut down the writing side.
         c.send(#"{"op":"open","session":"hc"}"# + "\n" + #"{"op":"send","session":"hc","id":"1","text":"bye","work_ms":100}"# + "\n" + #"{"op":"ping"}"# + "\n")
         shutdown(c.fd, Int32(SHUT_WR))
-        XCTAssertEqual(c.object(c.line())["status"] as? String, "new")
-        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "accepted", "id": "1"])
-        XCTAssertEqual(c.line(), #"{"op":"pong"}"#)
-        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "reply", "session": "hc", "id": "1", "text": "bye"])
-        XCTAssertNil(c.line(), "closed once nothing more is due")
+        XCTAssertEqual(c.nextObject()["status"] as? String, "new")
+        XCTAssertEqual(c.nextObject() as NSDictionary, ["op": "accepted", "id": "1"])
+        XCTAssertEqual(c.nextLine(), #"{"op":"pong"}"#)
+        XCTAssertEqual(c.nextObject() as NSDictionary, ["op": "reply", "session": "hc", "id": "1", "text": "bye"])
+        XCTAssertNil(c.nextLine(), "closed once nothing more is due")
         // A half-close with nothing pending still closes at once.
-        let d = try Client(port: harness.port)
+        let d = try LineSocket(port: harness.port)
         d.send(#"{"op":"ping"}"# + "\n")
         shutdown(d.fd, Int32(SHUT_WR))
-        XCTAssertEqual(d.line(), #"{"op":"pong"}"#)
-        XCTAssertNil(d.line())
+        XCTAssertEqual(d.nextLine(), #"{"op":"pong"}"#)
+        XCTAssertNil(d.nextLine())
     }
 
     func testBadInputGetsBadRequestAndTheConnectionStaysOpen() throws {
         harness = try GatewayHarness()
-        let c = try Client(port: harness.port)
+        let c = try LineSocket(port: harness.port)
         let bad: [[UInt8]] = [
             Array(#"{"op":"send","session":"s","id":"1"}"#.utf8),                       // no text
             Array(#"{"op":"send","session":"s","id":"1","text":5}"#.utf8),              // wrong type
@@ -100,7 +101,7 @@ final class SessionGatewayTests: XCTestCase {
         ]
         for b in bad { c.sendBytes(b + [0x0A]) }
         for (i, b) in bad.enumerated() {
-            let e = c.object(c.line())
+            let e = c.nextObject()
             XCTAssertEqual(e["op"] as? String, "error", "line \(i): \(String(decoding: b, as: UTF8.self)) → \(e)")
             XCTAssertEqual(e["code"] as? String, "bad_request", "line \(i): \(e)")
         }
@@ -110,7 +111,7 @@ final class SessionGatewayTests: XCTestCase {
 
     func testDrainingRefusesNewTurnsAndWaitsForThoseInFlight() throws {
         harness = try GatewayHarness()
-        let c = try Client(port: harness.port)
+        let c = try LineSocket(port: harness.port)
         XCTAssertEqual(c.request(#"{"op":"send","session":"d","id":"1","text":"slow","work_ms":300}"#)["op"] as? String, "accepted")
         var drained = false
         let h = harness!
@@ -124,9 +125,9 @@ final class SessionGatewayTests: XCTestCase {
         let refused = c.request(#"{"op":"send","session":"d","id":"2","text":"late"}"#)
         XCTAssertEqual(refused["code"] as? String, "draining")
         XCTAssertEqual(refused["id"] as? String, "2")
-        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "reply", "session": "d", "id": "1", "text": "slow"], "the turn in flight still finishes")
-        XCTAssertEqual(c.object(c.line()) as NSDictionary, ["op": "goodbye", "reason": "shutdown"])
-        XCTAssertNil(c.line(), "closed after goodbye")
+        XCTAssertEqual(c.nextObject() as NSDictionary, ["op": "reply", "session": "d", "id": "1", "text": "slow"], "the turn in flight still finishes")
+        XCTAssertEqual(c.nextObject() as NSDictionary, ["op": "goodbye", "reason": "shutdown"])
+        XCTAssertNil(c.nextLine(), "closed after goodbye")
         let deadline = Date().addingTimeInterval(5)
         while !h.onLoop({ drained }) && Date() < deadline { usleep(10_000) }
         XCTAssertTrue(h.onLoop { drained }, "the drain returns once the journal is closed")
@@ -135,10 +136,10 @@ final class SessionGatewayTests: XCTestCase {
 
     func testControlRequestsOnlyOnTheUnixSocket() throws {
         harness = try GatewayHarness()
-        let tcp = try Client(port: harness.port)
+        let tcp = try LineSocket(port: harness.port)
         XCTAssertEqual(tcp.request(#"{"op":"status"}"#)["code"] as? String, "forbidden")
         XCTAssertEqual(tcp.request(#"{"op":"sessions"}"#)["code"] as? String, "forbidden")
-        let unix = try Client(unixPath: harness.unixPath)
+        let unix = try LineSocket(unixPath: harness.unixPath)
         _ = unix.request(#"{"op":"open","session":"u1"}"#)
         let status = unix.request(#"{"op":"status"}"#)
         XCTAssertEqual(status["op"] as? String, "status")
@@ -156,31 +157,31 @@ final class SessionGatewayTests: XCTestCase {
         o.maxConnections = 2
         o.idleTimeout = .milliseconds(300)
         harness = try GatewayHarness(options: o)
-        let a = try Client(port: harness.port), b = try Client(port: harness.port)
+        let a = try LineSocket(port: harness.port), b = try LineSocket(port: harness.port)
         XCTAssertEqual(a.request(#"{"op":"ping"}"#)["op"] as? String, "pong")
         XCTAssertEqual(b.request(#"{"op":"ping"}"#)["op"] as? String, "pong")
-        let third = try Client(port: harness.port)
-        XCTAssertEqual(third.object(third.line())["code"] as? String, "too_many_connections")
-        XCTAssertNil(third.line(), "refused connections are closed")
+        let third = try LineSocket(port: harness.port)
+        XCTAssertEqual(third.nextObject()["code"] as? String, "too_many_connections")
+        XCTAssertNil(third.nextLine(), "refused connections are closed")
         // A connection with a turn in flight is not idle, however quiet.
         XCTAssertEqual(b.request(#"{"op":"send","session":"i","id":"1","text":"t","work_ms":800}"#)["op"] as? String, "accepted")
         let start = Date()
-        XCTAssertEqual(a.object(a.line()) as NSDictionary, ["op": "goodbye", "reason": "idle"])
-        XCTAssertNil(a.line())
+        XCTAssertEqual(a.nextObject() as NSDictionary, ["op": "goodbye", "reason": "idle"])
+        XCTAssertNil(a.nextLine())
         XCTAssertGreaterThan(Date().timeIntervalSince(start), 0.1)
-        XCTAssertEqual(b.object(b.line())["op"] as? String, "reply", "the busy connection got its reply")
+        XCTAssertEqual(b.nextObject()["op"] as? String, "reply", "the busy connection got its reply")
     }
 
     func testReopenAfterRestartReportsInterruptedTurnsUntilTheClientCarriesOn() throws {
         harness = try GatewayHarness()
         let dir = harness.dir
-        let c = try Client(port: harness.port)
+        let c = try LineSocket(port: harness.port)
         XCTAssertEqual(c.request(#"{"op":"send","session":"hurt","id":"t1","text":"x","work_ms":60000}"#)["op"] as? String, "accepted")
         XCTAssertEqual(c.request(#"{"op":"send","session":"idle","id":"t2","text":"y"}"#)["op"] as? String, "accepted")
-        XCTAssertEqual(c.object(c.line())["id"] as? String, "t2")
+        XCTAssertEqual(c.nextObject()["id"] as? String, "t2")
         harness.stop(removeDirectory: false)  // the run ends with t1 open
         harness = try GatewayHarness(dir: dir)
-        let d = try Client(port: harness.port)
+        let d = try LineSocket(port: harness.port)
         let hurt = d.request(#"{"op":"open","session":"hurt"}"#)
         XCTAssertEqual(hurt["status"] as? String, "interrupted")
         XCTAssertEqual(hurt["interrupted"] as? [String], ["t1"])
@@ -188,11 +189,11 @@ final class SessionGatewayTests: XCTestCase {
         XCTAssertEqual(d.request(#"{"op":"open","session":"hurt"}"#)["status"] as? String, "interrupted", "opening again does not clear it")
         // The next turn clears it, durably.
         XCTAssertEqual(d.request(#"{"op":"send","session":"hurt","id":"t1","text":"again"}"#)["op"] as? String, "accepted")
-        XCTAssertEqual(d.object(d.line())["op"] as? String, "reply")
+        XCTAssertEqual(d.nextObject()["op"] as? String, "reply")
         XCTAssertEqual(d.request(#"{"op":"open","session":"hurt"}"#)["status"] as? String, "active")
         harness.stop(removeDirectory: false)
         harness = try GatewayHarness(dir: dir)
-        let e = try Client(port: harness.port)
+        let e = try LineSocket(port: harness.port)
         XCTAssertEqual(e.request(#"{"op":"open","session":"hurt"}"#)["status"] as? String, "active")
     }
 
@@ -200,14 +201,14 @@ final class SessionGatewayTests: XCTestCase {
         harness = try GatewayHarness()
         let h = harness!
         h.onLoop { h.server.maxUnsentBytes = 256 << 10 }
-        let slow = try Client(port: harness.port)
+        let slow = try LineSocket(port: harness.port)
         var rcv: Int32 = 4096
         setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &rcv, 4)
         // Big replies to turns sent earlier pile up unread (past what the
         // kernel's socket buffers hold).
         let text = String(repeating: "z", count: 60_000)
         for i in 0..<300 { slow.send(#"{"op":"send","session":"big","id":"\#(i)","text":"\#(text)"}"# + "\n") }
-        let other = try Client(port: harness.port)
+        let other = try LineSocket(port: harness.port)
         let deadline = Date().addingTimeInterval(10)
         while h.onLoop({ h.server.slowClientsDropped }) == 0 && Date() < deadline { usleep(20_000) }
         XCTAssertEqual(h.onLoop { h.server.slowClientsDropped }, 1)

@@ -171,13 +171,13 @@ final class LedgerExactnessTests: XCTestCase {
             let c = clients.randomElement(using: &rng)!
             if !c.begun.isEmpty && Bool.random(using: &rng) {
                 let id = c.begun.remove(at: Int.random(in: 0..<c.begun.count, using: &rng))
-                c.ledger.send(#"{"op":"end","session":"\#(c.session)","id":"\#(id)"}"#)
+                c.ledger.sendLine(#"{"op":"end","session":"\#(c.session)","id":"\#(id)"}"#)
                 c.due.append(("end", id))
                 sentEnd.insert("\(c.session)/\(id)")
             } else {
                 c.nextID += 1
                 let id = "u\(c.nextID)"
-                c.ledger.send(#"{"op":"begin","session":"\#(c.session)","id":"\#(id)"}"#)
+                c.ledger.sendLine(#"{"op":"begin","session":"\#(c.session)","id":"\#(id)"}"#)
                 c.due.append(("begin", id))
                 c.begun.append(id)
                 sentBegin.insert("\(c.session)/\(id)")
@@ -188,7 +188,7 @@ final class LedgerExactnessTests: XCTestCase {
     /// Reads the answers due (all of them, or until the connection ends).
     private func collect(_ c: Client, all: Bool) {
         while !c.due.isEmpty {
-            guard let line = c.ledger.readLine() else {
+            guard let line = c.ledger.nextLine() else {
                 XCTAssertFalse(all, "the connection ended with \(c.due.count) answers due")
                 c.due.removeAll()
                 return

@@ -72,56 +72,8 @@ final class VigilRunProcess: LoggedProcess {
 }
 
 /// A blocking client of the ledger socket (newline JSON).
-final class LedgerClient {
-    let fd: Int32
-    private var buffer: [UInt8] = []
-
-    init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &addr.sun_path) { for (i, b) in bytes.enumerated() { $0[i] = b } }
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if r != 0 { close(fd); throw VigilRunError.exited(errno, "connect \(path)") }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(fd) }
-
-    func send(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        var off = 0
-        while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            off += n
-        }
-    }
-
-    /// The next answer line, nil at EOF, timeout or error.
-    func readLine() -> String? {
-        while true {
-            if let nl = buffer.firstIndex(of: 10) {
-                let line = String(decoding: buffer[..<nl], as: UTF8.self)
-                buffer.removeFirst(nl + 1)
-                return line
-            }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return nil }
-            buffer.append(contentsOf: chunk[0..<n])
-        }
-    }
-
-    func request(_ line: String) -> [String: Any] {
-        send(line)
-        guard let answer = readLine() else { return [:] }
-        return (try? JSONSerialization.jsonObject(with: Data(answer.utf8))) as? [String: Any] ?? ["unparsed": answer]
-    }
+final class LedgerClient: LineSocket {
+    init(path: String) throws { try super.init(unixPath: path) }
 
     /// The interrupted work: session → ids.
     func interrupted() -> [String: [String]] {

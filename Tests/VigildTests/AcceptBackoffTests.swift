@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Out of descriptors (issue 9): accept fails with EMFILE while the
@@ -15,8 +16,8 @@ final class AcceptBackoffTests: XCTestCase {
         let d = try VigildProcess(arguments: ["--nofile=64:64", "--", VigildProcess.binary, "--listen", "127.0.0.1:0", "--state-dir", dir],
                                   stateDir: dir, executable: prlimit)
         try d.waitUntilListening()
-        var clients: [LineClient] = []
-        for _ in 0..<80 { clients.append(try LineClient(port: d.port)) }  // more than the limit: the rest stay queued
+        var clients: [LineSocket] = []
+        for _ in 0..<80 { clients.append(try LineSocket(port: d.port)) }  // more than the limit: the rest stay queued
         usleep(1_500_000)
         XCTAssertTrue(d.process.isRunning)
         let lines = d.log.components(separatedBy: "\n").filter { $0.contains("accept failed") }

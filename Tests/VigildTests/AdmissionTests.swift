@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Nothing is admitted after the `stopping` record: the stop signal's handler
@@ -18,7 +19,7 @@ final class AdmissionTests: XCTestCase {
         var transcripts: [[String]] = Array(repeating: [], count: clients)
         let group = DispatchGroup()
         for k in 0..<clients {
-            let c = try LineClient(port: d.port)
+            let c = try LineSocket(port: d.port)
             DispatchQueue.global().async(group: group) {
                 // Pipelined sends, a few per write, as fast as the socket
                 // takes them: many connections are ready in every batch.

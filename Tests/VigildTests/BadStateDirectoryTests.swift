@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Read-only and full state directories, on small tmpfs mounts (root only).
@@ -86,7 +87,7 @@ final class BadStateDirectoryTests: XCTestCase {
         let state = mountPoint + "/state"
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", state])
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         func ask(_ line: String) -> String { c.send(line + "\n"); return c.nextLine() ?? "<EOF>" }
         XCTAssertEqual(ask(#"{"op":"send","session":"a","id":"1","text":"x"}"#), #"{"op":"accepted","id":"1"}"#)
         XCTAssertTrue(c.nextLine()?.contains("\"reply\"") ?? false)

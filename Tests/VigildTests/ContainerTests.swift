@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// vigild as PID 1 of its own PID namespace, as in a container: SIGTERM has
@@ -42,7 +43,7 @@ final class ContainerTests: XCTestCase {
         }
         XCTAssertTrue(d.log.contains("vigild ready (pid 1,"), "vigild is PID 1 in its namespace: \(d.log)")
         guard let host = childOf(d.pid) else { return XCTFail("no vigild under unshare") }
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         for i in 0..<10 {
             c.send(#"{"op":"send","session":"z","id":"\#(i)","text":"t\#(i)"}"# + "\n")
         }

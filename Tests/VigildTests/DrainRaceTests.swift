@@ -22,7 +22,7 @@ final class DrainRaceTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir, "--stop-timeout", "2"], stateDir: dir)
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         let ids = workMs.indices.map { "t\($0)" }
         for (i, ms) in workMs.enumerated() {
             c.send(#"{"op":"send","session":"race-\#(i)","id":"\#(ids[i])","text":"x","work_ms":\#(ms)}"# + "\n")

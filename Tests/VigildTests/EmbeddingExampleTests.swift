@@ -20,7 +20,7 @@ final class EmbeddingExampleTests: XCTestCase {
 
     func testCleanStopAnswersTheWorkInFlight() throws {
         let w = try ExampleDaemon(stopTimeout: "10")
-        let c = try LineClient(port: w.port)
+        let c = try LineSocket(port: w.port)
         c.send("work 300\nwork 400\n")
         usleep(100_000)
         w.signal(SIGTERM)
@@ -33,7 +33,7 @@ final class EmbeddingExampleTests: XCTestCase {
 
     func testWorkLongerThanTheBudgetIsCutShort() throws {
         let w = try ExampleDaemon(stopTimeout: "1")
-        let c = try LineClient(port: w.port)
+        let c = try LineSocket(port: w.port)
         c.send("work 100\nwork 60000\n")
         usleep(200_000)
         XCTAssertEqual(c.nextLine(), "done 100")
@@ -53,7 +53,7 @@ final class EmbeddingExampleTests: XCTestCase {
 
     func testSIGKILLDuringTheDrainIsKilledDuringDrain() throws {
         let w = try ExampleDaemon(stopTimeout: "10")
-        let c = try LineClient(port: w.port)
+        let c = try LineSocket(port: w.port)
         c.send("work 60000\n")
         usleep(100_000)
         w.signal(SIGTERM)

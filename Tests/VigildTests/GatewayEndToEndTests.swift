@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// The real vigild: sessions, turns and exact recovery after every kind of
@@ -14,7 +15,7 @@ final class GatewayEndToEndTests: XCTestCase {
         return o
     }
 
-    private func request(_ c: LineClient, _ line: String) -> [String: Any] {
+    private func request(_ c: LineSocket, _ line: String) -> [String: Any] {
         c.send(line + "\n")
         return json(c.nextLine())
     }
@@ -28,14 +29,14 @@ final class GatewayEndToEndTests: XCTestCase {
         let dir = d.stateDir
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         let idle = (0..<5).map { "idle-\($0)" }, hurt = (0..<3).map { "hurt-\($0)" }
         for s in idle {
             XCTAssertEqual(request(c, #"{"op":"open","session":"\#(s)"}"#)["status"] as? String, "new")
             XCTAssertEqual(request(c, #"{"op":"send","session":"\#(s)","id":"q1","text":"hi"}"#)["op"] as? String, "accepted")
             XCTAssertEqual(json(c.nextLine())["op"] as? String, "reply")
         }
-        let h = try LineClient(port: d.port)
+        let h = try LineSocket(port: d.port)
         for s in hurt {
             XCTAssertEqual(request(h, #"{"op":"send","session":"\#(s)","id":"long-\#(s)","text":"slow","work_ms":\#(hurtMs)}"#)["op"] as? String, "accepted")
         }
@@ -86,7 +87,7 @@ final class GatewayEndToEndTests: XCTestCase {
         // The next start: the same verdict through `open`, per session.
         let next = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir])
         try next.waitUntilListening()
-        let c2 = try LineClient(port: next.port)
+        let c2 = try LineSocket(port: next.port)
         for s in idle {
             let o = request(c2, #"{"op":"open","session":"\#(s)"}"#)
             XCTAssertEqual(o["status"] as? String, "active", "\(stop) \(s): nothing idle is marked")
@@ -118,7 +119,7 @@ final class GatewayEndToEndTests: XCTestCase {
             let d = try VigildProcess()
             let dir = d.stateDir
             try d.waitUntilListening()
-            let clients = try (0..<4).map { _ in try LineClient(port: d.port) }
+            let clients = try (0..<4).map { _ in try LineSocket(port: d.port) }
             var accepted = Set<String>(), replied = Set<String>()
             for (ci, c) in clients.enumerated() {
                 for k in 0..<25 {
@@ -133,7 +134,7 @@ final class GatewayEndToEndTests: XCTestCase {
                 c.send("")
                 var tv = timeval(tv_sec: 1, tv_usec: 0)
                 setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                for l in c.readLines(1000) {
+                for l in c.lines(1000) {
                     let o = json(l)
                     if o["op"] as? String == "accepted", let id = o["id"] as? String { accepted.insert(id) }
                     if o["op"] as? String == "reply", let id = o["id"] as? String { replied.insert(id) }
@@ -158,7 +159,7 @@ final class GatewayEndToEndTests: XCTestCase {
         let dir = d.stateDir
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         XCTAssertEqual(request(c, #"{"op":"send","session":"x","id":"1","text":"hello"}"#)["op"] as? String, "accepted")
         XCTAssertEqual(json(c.nextLine())["text"] as? String, "HELLO")
         XCTAssertEqual(request(c, #"{"op":"send","session":"x","id":"2","text":"slow"}"#)["op"] as? String, "accepted")
@@ -183,7 +184,7 @@ final class GatewayEndToEndTests: XCTestCase {
                                               "--agent", "exec", "--exec-command", "read l; exit 3"], stateDir: sd)
         defer { try? FileManager.default.removeItem(atPath: sd) }
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         XCTAssertEqual(request(c, #"{"op":"send","session":"f","id":"9","text":"x"}"#)["op"] as? String, "accepted")
         let failed = json(c.nextLine())
         XCTAssertEqual(failed["op"] as? String, "error")
@@ -205,7 +206,7 @@ final class GatewayEndToEndTests: XCTestCase {
                                               "--exec-time-limit", "20"], stateDir: sd)
         defer { try? FileManager.default.removeItem(atPath: sd) }
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         let t0 = Date()
         XCTAssertEqual(request(c, #"{"op":"send","session":"bg","id":"1","text":"x"}"#)["op"] as? String, "accepted")
         XCTAssertEqual(json(c.nextLine())["text"] as? String, "got x")
@@ -225,7 +226,7 @@ final class GatewayEndToEndTests: XCTestCase {
         let dir = d.stateDir
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         for i in 0..<3 { XCTAssertEqual(request(c, #"{"op":"send","session":"e\#(i)","id":"t","text":"x"}"#)["op"] as? String, "accepted") }
         let deadline = Date().addingTimeInterval(5)
         while childPIDs(marker).count < 3 && Date() < deadline { usleep(10_000) }
@@ -247,7 +248,7 @@ final class GatewayEndToEndTests: XCTestCase {
         let d = try VigildProcess()
         let dir = d.stateDir
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         XCTAssertEqual(request(c, #"{"op":"send","session":"v1","id":"a","text":"x","work_ms":60000}"#)["op"] as? String, "accepted")
         // Online: the daemon answers over its control socket.
         let (st, out) = try runTool(vigilctlPath, ["status", "--state-dir", dir, "--json"])

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Restarts nobody notices (docs/systemd.md, "Handover"): vigild under a
@@ -48,7 +49,7 @@ final class HandoverTests: ServiceManagerTestCase {
         let unit = try install("vigild-ho-\(port)", port: port, storeMax: 4 * clients + 16)
         let load = HandoverLoad(port: port, clients: clients, reconnect: false)
         try load.start()
-        let split = try LineClient(port: port)
+        let split = try LineSocket(port: port)
         split.send(#"{"op":"open","session":"split"}"# + "\n")
         XCTAssertTrue(split.nextLine()?.contains(#""op":"opened""#) ?? false)
         usleep(500_000)
@@ -85,7 +86,7 @@ final class HandoverTests: ServiceManagerTestCase {
         let unit = try install("vigild-hk-\(port)", port: port, storeMax: 64, extra: "Restart=always\nRestartSec=100ms")
         let load = HandoverLoad(port: port, clients: clients, reconnect: false)
         try load.start()
-        let c = try LineClient(port: port)
+        let c = try LineSocket(port: port)
         c.send(#"{"op":"open","session":"k"}"# + "\n")
         XCTAssertTrue(c.nextLine()?.contains(#""op":"opened""#) ?? false)
         for _ in 0..<restarts {
@@ -110,7 +111,7 @@ final class HandoverTests: ServiceManagerTestCase {
     func testStopThenStartSaysGoodbyeAndLeavesNothingStored() throws {
         let port = freePort()
         let unit = try install("vigild-hs-\(port)", port: port, storeMax: 64)
-        let c = try LineClient(port: port)
+        let c = try LineSocket(port: port)
         c.send(#"{"op":"ping"}"# + "\n")
         XCTAssertEqual(c.nextLine(), #"{"op":"pong"}"#)
         XCTAssertEqual(manager.run(["ctl", "stop", unit]).0, 0)
@@ -126,7 +127,7 @@ final class HandoverTests: ServiceManagerTestCase {
     func testStoreTooSmallMeansAPlainRestart() throws {
         let port = freePort()
         let unit = try install("vigild-h2-\(port)", port: port, storeMax: 2)
-        let c = try LineClient(port: port)
+        let c = try LineSocket(port: port)
         c.send(#"{"op":"ping"}"# + "\n")
         XCTAssertEqual(c.nextLine(), #"{"op":"pong"}"#)
         XCTAssertEqual(manager.run(["ctl", "restart", unit]).0, 0)
@@ -141,7 +142,7 @@ final class HandoverTests: ServiceManagerTestCase {
     func testTurnCutShortByTheRestartIsReportedAfterIt() throws {
         let port = freePort()
         let unit = try install("vigild-hc-\(port)", port: port, storeMax: 64)
-        let c = try LineClient(port: port)
+        let c = try LineSocket(port: port)
         c.send(#"{"op":"send","session":"cut","id":"long","text":"x","work_ms":60000}"# + "\n")
         XCTAssertEqual(c.nextLine(), #"{"op":"accepted","id":"long"}"#)
         XCTAssertEqual(manager.run(["ctl", "restart", unit]).0, 0)
@@ -179,7 +180,7 @@ final class HandoverTests: ServiceManagerTestCase {
         let port = freePort()
         let unit = try install("vigild-hf-\(port)", port: port, storeMax: 64,
                                extra: "NotifyAccess=all\nExecStartPost=\(python) \(inject) \(work)/injected")
-        let c = try LineClient(port: port)
+        let c = try LineSocket(port: port)
         c.send(#"{"op":"open","session":"real"}"# + "\n")
         XCTAssertTrue(c.nextLine()?.contains(#""op":"opened""#) ?? false)
         XCTAssertTrue(waitFor(5) { self.storedCount(unit) == 5 }, "the injected descriptors are in the store: \(storedCount(unit))")
@@ -212,7 +213,7 @@ final class HandoverTests: ServiceManagerTestCase {
             """)
         XCTAssertEqual(manager.runUnits([svc]).0, 0)
         let unit = "\(name).service"
-        let kept = try LineClient(port: port)
+        let kept = try LineSocket(port: port)
         var refused = 0, answered = 0, attempts = 0
         let stop = DispatchSemaphore(value: 0)
         let lock = NSLock()
@@ -220,7 +221,7 @@ final class HandoverTests: ServiceManagerTestCase {
         Thread {
             while !lock.withLock({ done }) {
                 attempts += 1
-                guard let c = try? LineClient(port: port) else { refused += 1; usleep(5_000); continue }
+                guard let c = try? LineSocket(port: port) else { refused += 1; usleep(5_000); continue }
                 c.send(#"{"op":"ping"}"# + "\n")
                 if c.nextLine() == #"{"op":"pong"}"# { answered += 1 }
             }
@@ -277,8 +278,8 @@ final class HandoverTests: ServiceManagerTestCase {
         }
         let port = freePort()
         let unit = try install("vigild-hi-\(port)", port: port, storeMax: n + 16)
-        var conns: [LineClient] = []
-        for _ in 0..<n { conns.append(try LineClient(port: port)) }
+        var conns: [LineSocket] = []
+        for _ in 0..<n { conns.append(try LineSocket(port: port)) }
         conns[n - 1].send(#"{"op":"ping"}"# + "\n")
         XCTAssertEqual(conns[n - 1].nextLine(), #"{"op":"pong"}"#)
         let t0 = Date()

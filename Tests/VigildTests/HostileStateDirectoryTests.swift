@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// What an unlucky operator or a hostile local user can do to the state
@@ -38,7 +39,7 @@ final class HostileStateDirectoryTests: XCTestCase {
         let dir = freshStateDir()
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir, "--stop-timeout", "1"], stateDir: dir)
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send(#"{"op":"send","session":"s","id":"1","text":"x","work_ms":\#(cutShort ? 30_000 : 0)}"# + "\n")
         XCTAssertEqual(c.nextLine().map { $0.contains("accepted") }, true)
         d.signal(SIGTERM)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Missing or truncated journal files on the real binary (issue 9.3): the
@@ -16,7 +17,7 @@ final class JournalDamageEndToEndTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "vigil-jdmg-e2e-\(getpid())-\(UUID().uuidString.prefix(6))"
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir, "--stop-timeout", "1"], stateDir: dir)
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         for s in ["a", "b", "c"] {
             c.send(#"{"op":"open","session":"\#(s)"}"# + "\n")
             XCTAssertEqual(json(c.nextLine())["status"] as? String, "new")
@@ -52,7 +53,7 @@ final class JournalDamageEndToEndTests: XCTestCase {
         try d.waitUntilListening()
         XCTAssertTrue(d.log.contains("error vigild") && d.log.contains("the turn journal lost acknowledged data"), d.log)
         XCTAssertTrue(d.log.contains("FILES MISSING: \(segs[0])"), d.log)
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send(#"{"op":"open","session":"a"}"# + "\n")
         let opened = json(c.nextLine())
         XCTAssertEqual(opened["status"] as? String, "new", "its record is gone")
@@ -69,7 +70,7 @@ final class JournalDamageEndToEndTests: XCTestCase {
         // Reported by the start that found it; the next one starts clean.
         let next = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir], stateDir: dir)
         try next.waitUntilListening()
-        let c2 = try LineClient(port: next.port)
+        let c2 = try LineSocket(port: next.port)
         c2.send(#"{"op":"open","session":"a"}"# + "\n")
         XCTAssertNil(json(c2.nextLine())["journal_damaged"])
         next.signal(SIGTERM)
@@ -100,7 +101,7 @@ final class JournalDamageEndToEndTests: XCTestCase {
         let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir], stateDir: dir)
         try d.waitUntilListening()
         XCTAssertTrue(d.log.contains("1 acknowledged record(s) cut off the end"), d.log)
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send(#"{"op":"open","session":"b"}"# + "\n")
         XCTAssertEqual(json(c.nextLine())["journal_damaged"] as? Bool, true)
         d.signal(SIGTERM)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// A NOTIFY_SOCKET of our own (AF_UNIX datagram, as systemd's): collects
@@ -74,7 +75,7 @@ final class NotifyTests: XCTestCase {
         let n = try NotifyListener()
         let d = try start(n, ["--stop-timeout", "2.5"])
         _ = n.collect(timeout: 5) { $0.hasPrefix("READY=1") }
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send(#"{"op":"send","session":"n","id":"1","text":"x","work_ms":60000}"# + "\n")
         XCTAssertEqual(c.nextLine(), #"{"op":"accepted","id":"1"}"#)
         d.signal(SIGTERM)

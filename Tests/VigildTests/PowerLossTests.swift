@@ -188,7 +188,7 @@ final class PowerLossTests: XCTestCase {
         let sessions = try PowerCut.onLoopImage("turns", live: { live in
             let d = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", live + "/state"])
             try d.waitUntilListening()
-            let c = try LineClient(port: d.port)
+            let c = try LineSocket(port: d.port)
             for i in 0..<40 {
                 let s = "p\(i % 8)"
                 if i < 8 {

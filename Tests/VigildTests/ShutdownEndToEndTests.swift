@@ -149,9 +149,9 @@ final class ShutdownEndToEndTests: XCTestCase {
         ], executable: strace)
         try d.waitUntilListening()
         // A client is connected, so a close or goodbye would have something to go to.
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send("{\"op\":\"ping\"}\n")
-        XCTAssertEqual(c.readLines(1).count, 1)
+        XCTAssertEqual(c.lines(1).count, 1)
         d.signal(SIGTERM)  // from this process: another process than vigild
         XCTAssertEqual(try d.waitForExit(), 0)
         let lines = try String(contentsOfFile: tracePath, encoding: .utf8).split(separator: "\n").map(String.init)
@@ -170,7 +170,7 @@ final class ShutdownEndToEndTests: XCTestCase {
                 let v = try VigildProcess(arguments: ["--listen", "127.0.0.1:0", "--state-dir", dir],
                                           environment: ["VIGIL_DEBUG_DRAIN_MS": "60000", "VIGIL_DEBUG_SIGNAL_LATENCY": "1"])
                 try v.waitUntilListening()
-                let load = try LineClient(port: v.port)
+                let load = try LineSocket(port: v.port)
                 load.send(String(repeating: "{\"op\":\"ping\"}\n", count: 2000))
                 kill(v.pid, SIGTERM)
                 if d > 0 { usleep(useconds_t(d)) }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// Signals whose default action is to terminate (issue 9): vigild must not
@@ -20,7 +21,7 @@ final class StraySignalTests: XCTestCase {
         // A flood is one line a second, not one line per signal.
         for _ in 0..<200 { d.signal(SIGALRM) }
         usleep(200_000)
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send("{\"op\":\"ping\"}\n")
         XCTAssertEqual(c.nextLine(), "{\"op\":\"pong\"}")
         XCTAssertTrue(d.process.isRunning)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 /// vigild as a real systemd unit (docs/systemd.md): Type=notify, the stop
@@ -44,7 +45,7 @@ final class SystemdIntegrationTests: ServiceManagerTestCase {
         let f = try service("vigild-stop-\(port).service", port: port, state: state, extra: "TimeoutStopSec=2")
         let unit = URL(fileURLWithPath: f).lastPathComponent
         XCTAssertEqual(manager.runUnits([f]).0, 0)
-        let c = try LineClient(port: port)
+        let c = try LineSocket(port: port)
         for s in ["h1", "h2", "h3"] {
             c.send(#"{"op":"send","session":"\#(s)","id":"t-\#(s)","text":"x","work_ms":30000}"# + "\n")
             XCTAssertEqual(c.nextLine(), #"{"op":"accepted","id":"t-\#(s)"}"#)
@@ -62,7 +63,7 @@ final class SystemdIntegrationTests: ServiceManagerTestCase {
         XCTAssertEqual((report["interrupted"] as? [[String: Any]] ?? []).compactMap { $0["session"] as? String }, ["h1", "h2", "h3"])
         // The next start marks exactly those sessions interrupted.
         XCTAssertEqual(manager.run(["ctl", "start", unit]).0, 0)
-        let c2 = try LineClient(port: port)
+        let c2 = try LineSocket(port: port)
         for s in ["h1", "h2", "h3"] {
             c2.send(#"{"op":"open","session":"\#(s)"}"# + "\n")
             XCTAssertTrue(c2.nextLine()?.contains(#""status":"interrupted","interrupted":["t-\#(s)"]"#) ?? false)
@@ -77,7 +78,7 @@ final class SystemdIntegrationTests: ServiceManagerTestCase {
         let f = try service("vigild-ext-\(port).service", port: port, state: state, extra: "TimeoutStopSec=1", args: "--stop-extend 3")
         let unit = URL(fileURLWithPath: f).lastPathComponent
         XCTAssertEqual(manager.runUnits([f]).0, 0)
-        let c = try LineClient(port: port)
+        let c = try LineSocket(port: port)
         c.send(#"{"op":"send","session":"x","id":"slow","text":"x","work_ms":2000}"# + "\n")
         XCTAssertEqual(c.nextLine(), #"{"op":"accepted","id":"slow"}"#)
         let t0 = Date()
@@ -122,7 +123,7 @@ final class SystemdIntegrationTests: ServiceManagerTestCase {
         let client = Thread {
             while !done {
                 attempts += 1
-                guard let c = try? LineClient(port: port) else { refused += 1; continue }
+                guard let c = try? LineSocket(port: port) else { refused += 1; continue }
                 c.send(#"{"op":"ping"}"# + "\n")
                 if c.nextLine() == #"{"op":"pong"}"# { answered += 1 }
             }

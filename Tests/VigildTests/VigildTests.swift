@@ -1,15 +1,16 @@
 import CVigil
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 final class VigildTests: XCTestCase {
     func testAnswersPingAndStopsWithZeroOnSIGTERM() throws {
         let d = try VigildProcess()
         try d.waitUntilListening()
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send("{\"op\":\"ping\"}\n{\"op\":\"ping\"}\n")
-        XCTAssertEqual(c.readLines(2), [#"{"op":"pong"}"#, #"{"op":"pong"}"#])
+        XCTAssertEqual(c.lines(2), [#"{"op":"pong"}"#, #"{"op":"pong"}"#])
         var st = stat()
         XCTAssertEqual(stat(d.stateDir, &st), 0, "state directory created")
         XCTAssertEqual(st.st_mode & 0o777, 0o700)
@@ -29,13 +30,13 @@ final class VigildTests: XCTestCase {
             group.enter()
             Thread {
                 defer { group.leave() }
-                guard let c = try? LineClient(port: d.port) else { return }
+                guard let c = try? LineSocket(port: d.port) else { return }
                 let batch = String(repeating: "{\"op\":\"ping\"}\n", count: 64)
                 var k = 0
                 while !stop.isSet {
                     if t % 2 == 0 {
                         c.send(batch)
-                        answered.add(c.readLines(64).count)
+                        answered.add(c.lines(64).count)
                     } else {
                         // Turns: journal appends on io_uring, group commits, echo timers.
                         k += 1
@@ -63,9 +64,9 @@ final class VigildTests: XCTestCase {
         try d.waitUntilListening()
         XCTAssertTrue(d.log.contains("io_uring disabled by configuration"), d.log)
         XCTAssertTrue(d.log.contains("disk I/O syscalls"), d.log)
-        let c = try LineClient(port: d.port)
+        let c = try LineSocket(port: d.port)
         c.send("{\"op\":\"ping\"}\n")
-        XCTAssertEqual(c.readLines(1), [#"{"op":"pong"}"#])
+        XCTAssertEqual(c.lines(1), [#"{"op":"pong"}"#])
         d.signal(SIGINT)
         XCTAssertEqual(try d.waitForExit(), 0)
     }
@@ -93,9 +94,9 @@ final class VigildTests: XCTestCase {
         try d.waitUntilListening()
         let before = d.openDescriptors()
         for _ in 0..<200 {
-            let c = try LineClient(port: d.port)
+            let c = try LineSocket(port: d.port)
             c.send("{\"op\":\"ping\"}\n")
-            _ = c.readLines(1)
+            _ = c.lines(1)
         }
         // Closed connections are noticed on the next loop iteration.
         let deadline = Date().addingTimeInterval(5)
