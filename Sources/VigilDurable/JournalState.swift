@@ -27,6 +27,9 @@ public struct JournalState: Equatable, Sendable {
     /// Sessions with interrupted turns (kept by `apply`, so `stats` and
     /// `status` need no pass over every session).
     public private(set) var interruptedSessionCount = 0
+    /// Whether a session with nothing open and nothing interrupted is
+    /// dropped (``forgetSettledSessions()``).
+    public private(set) var forgetsSettledSessions = false
 
     public init() {}
 
@@ -57,13 +60,32 @@ public struct JournalState: Equatable, Sendable {
             if let i = sessions[s]?.openTurns.firstIndex(of: id) {
                 sessions[s]!.openTurns.remove(at: i)
                 openTurnCount -= 1
+                forgetIfSettled(s)
             }
         case .runStarted:
             endRun()
         case .interruptionCleared(let s):
             if sessions[s]?.interruptedTurns.isEmpty == false { interruptedSessionCount -= 1 }
             sessions[s]?.interruptedTurns = []
+            forgetIfSettled(s)
         }
+    }
+
+    /// From now on, a session with no open and no interrupted turn is
+    /// dropped, and those there are now go at once. For journals whose
+    /// sessions only name units of work (`vigil run`'s ledger): memory and
+    /// snapshots then grow with the work outstanding, not with every session
+    /// ever seen. Not for a protocol that tells a known session from a new
+    /// one (vigild's `open`). Replay applies records without it; the owner
+    /// turns it on after, which yields the same state.
+    public mutating func forgetSettledSessions() {
+        forgetsSettledSessions = true
+        sessions = sessions.filter { !$0.value.openTurns.isEmpty || !$0.value.interruptedTurns.isEmpty }
+    }
+
+    private mutating func forgetIfSettled(_ s: String) {
+        guard forgetsSettledSessions, let r = sessions[s], r.openTurns.isEmpty, r.interruptedTurns.isEmpty else { return }
+        sessions[s] = nil
     }
 
     /// The run that wrote the open turns is gone: they are interrupted.

@@ -46,6 +46,10 @@ public final class TurnJournal {
         /// Bytes per group commit: one write(2) stays far below the 2 GiB a
         /// single write may move, and a huge backlog is flushed in steps.
         public var maxBatchBytes = 16 << 20
+        /// Drop sessions with nothing open and nothing interrupted
+        /// (``JournalState/forgetSettledSessions()``): for journals whose
+        /// sessions only name units of work. Off: every session is kept.
+        public var forgetsSettledSessions = false
         public init() {}
     }
 
@@ -87,6 +91,7 @@ public final class TurnJournal {
         self.options = options
         var replay = try JournalReplayer(fs: io.fs, logger: logger).replay()
         state = replay.state
+        if options.forgetsSettledSessions { state.forgetSettledSessions() }
         durableSequence = replay.lastSequence
         closedSegments = replay.segments
         // Only a last segment that replay found an end for is appended to; an

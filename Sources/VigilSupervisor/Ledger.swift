@@ -54,7 +54,12 @@ public final class Ledger {
         let reactor = context.reactor
         do {
             try Daemon.refuseNonRegularFiles(in: context.stateDirectory, named: TurnJournal.isJournalFile)
-            journal = try TurnJournal(io: DiskJournalIO(fs: context.stateDirectory, disk: reactor.disk), reactor: reactor, logger: context.logger)
+            // Sessions only name units of work here: one that has nothing
+            // open or interrupted is forgotten (a session per conversation
+            // must not grow the ledger forever).
+            var options = TurnJournal.Options()
+            options.forgetsSettledSessions = true
+            journal = try TurnJournal(io: DiskJournalIO(fs: context.stateDirectory, disk: reactor.disk), reactor: reactor, logger: context.logger, options: options)
         } catch {
             throw DaemonFailure(exitCode: DaemonExit.stateDirectoryUnusable, "cannot open the ledger's journal in \(context.stateDirectory.path): \(error)")
         }

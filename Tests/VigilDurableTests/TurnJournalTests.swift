@@ -81,6 +81,42 @@ final class TurnJournalTests: XCTestCase {
         }
     }
 
+    /// `forgetsSettledSessions` (the ledger's): a session with nothing
+    /// open or interrupted is dropped — live, after replay, and from the
+    /// snapshot — and one with open or interrupted work is kept.
+    func testSettledSessionsAreForgottenWhenAsked() throws {
+        var options = TurnJournal.Options()
+        options.forgetsSettledSessions = true
+        // Each run its own loop; every journal outlives its loop's work.
+        let r1 = try reactor(), r2 = try reactor(), r3 = try reactor()
+        let first = try openJournal(r1, options: options)
+        var records: [JournalRecord] = [.runStarted(pid: 1, bootID: "b")]
+        for i in 0..<100 {
+            records.append(.turnAccepted(session: "done-\(i)", id: "1", text: ""))
+            records.append(.turnCompleted(session: "done-\(i)", id: "1", reply: ""))
+        }
+        records.append(.turnAccepted(session: "open", id: "x", text: ""))
+        try appendAll(first, r1, records)
+        XCTAssertEqual(Set(first.state.sessions.keys), ["open"], "settled sessions are gone at once")
+        try closeJournal(first, r1, compact: true)
+
+        // The next run: the open unit is interrupted, the rest stays forgotten.
+        let second = try openJournal(r2, options: options)
+        XCTAssertEqual(Set(second.state.sessions.keys), ["open"])
+        XCTAssertEqual(second.state.interruptedSessions, ["open"])
+        try appendAll(second, r2, [.runStarted(pid: 2, bootID: "b"), .interruptionCleared(session: "open")])
+        XCTAssertTrue(second.state.sessions.isEmpty, "resolved: nothing left")
+        try closeJournal(second, r2, compact: false)
+
+        // Without the option (vigild's journal) every session is known.
+        let plain = try openJournal(r3)
+        XCTAssertFalse(plain.state.sessions.keys.contains { $0.hasPrefix("done-") }, "the snapshot holds only what was kept")
+        try appendAll(plain, r3, [.runStarted(pid: 3, bootID: "b"), .turnAccepted(session: "k", id: "1", text: ""), .turnCompleted(session: "k", id: "1", reply: "")])
+        XCTAssertEqual(plain.state.status(of: "k"), .active)
+        try closeJournal(plain, r3, compact: false)
+        withExtendedLifetime((first, second)) {}
+    }
+
     func testAnAppendOutsideAnIterationDoesNotWaitForAnotherEvent() throws {
         let r = try reactor()
         let j = try openJournal(r)
