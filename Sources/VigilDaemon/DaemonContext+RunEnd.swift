@@ -26,9 +26,19 @@ extension DaemonContext {
         return lines
     }
 
+    /// A supervised program ended (on its own or during a stop): its exit
+    /// status or signal goes into the `stopped` record, if a stop writes one.
+    public func programExited(_ exit: ChildExit) {
+        switch exit {
+        case .exited(let code): store?.programExit = (code, nil)
+        case .signaled(let s): store?.programExit = (nil, s)
+        }
+    }
+
     /// Ends the run because the supervised program ended on its own: the
     /// record says so durably (`stopped/clean` for exit 0 with `openWork`
-    /// 0, else a crash with the status — ShutdownRecordStore.markProgramExited),
+    /// 0 and `exitCode` 0, else a crash with the status —
+    /// ShutdownRecordStore.markProgramExited),
     /// the loop stops, and ``Daemon/run(_:makeService:)`` returns `exitCode`
     /// (1 if the record could not be made durable). Returns false when a
     /// stop has already begun: the stop sequence then decides.
@@ -47,11 +57,14 @@ extension Daemon {
         case .exited(let code): (status, signal) = (code, nil)
         case .signaled(let s): (status, signal) = (nil, s)
         }
-        do { try store.markProgramExited(status: status, signal: signal, openWork: openWork) } catch {
+        // A run this process fails (a non-zero exit of its own) is not
+        // clean, whatever the program's status.
+        let runFailed = exitCode != 0 && exit == .exited(0)
+        do { try store.markProgramExited(status: status, signal: signal, openWork: openWork, runFailed: runFailed) } catch {
             logger.error("the record of the program's end is NOT durable (\(error)); the next start will report crash")
             code = DaemonExit.fatal
         }
-        let verdict = exit == .exited(0) && openWork == 0 ? "clean" : "crash"
+        let verdict = exit == .exited(0) && openWork == 0 && !runFailed ? "clean" : "crash"
         logger.notice("program \(exit) without a stop request, \(openWork) unit(s) of work open: recorded (next start: \(verdict)); exiting \(code)")
         notifier.status("program \(exit); exiting \(code)")
         reactor.stop()

@@ -147,6 +147,7 @@ public final class ShutdownRecordStore {
     public func markStopped(outcome: ShutdownRecord.Outcome, abandoned: Int, drainMs: UInt64) throws(SystemCallError) {
         guard var r = current else { preconditionFailure("markStopped before takeOver") }
         r.senderCommand = senderCommand
+        if let p = programExit { (r.programExitStatus, r.programExitSignal) = p }
         r.state = .stopped
         r.outcome = outcome
         r.abandoned = abandoned
@@ -159,19 +160,25 @@ public final class ShutdownRecordStore {
     /// (set after the `stopping` record; never read in the signal handler).
     public var senderCommand: String?
 
+    /// A supervised program's end during a requested stop (its exit status,
+    /// or the signal that killed it), stored with `stopped` (`vigil run`).
+    public var programExit: (status: Int32?, signal: Int32?)?
+
     /// A supervised program ended without a stop request (`vigil run`).
     /// Exit 0 with no unit of work open is a clean end: `stopped/clean`.
     /// Anything else keeps the state `running`, so every reader — older
     /// ones too — classifies it as a crash; the exit status or signal and
     /// the open units (`abandoned`) are added for the next start to report.
-    /// `status`: the program's exit status; else `signal`: the signal that killed it.
-    public func markProgramExited(status: Int32?, signal: Int32?, openWork: Int) throws(SystemCallError) {
+    /// `status`: the program's exit status; else `signal`: the signal that
+    /// killed it. `runFailed`: the supervisor failed the run anyway (the
+    /// program was not ready in time): never clean.
+    public func markProgramExited(status: Int32?, signal: Int32?, openWork: Int, runFailed: Bool = false) throws(SystemCallError) {
         guard var r = current else { preconditionFailure("markProgramExited before takeOver") }
         r.programExitStatus = status
         r.programExitSignal = status == nil ? signal : nil
         r.abandoned = openWork
         r.stoppedAtNs = wallClockNanoseconds()
-        if status == 0 && openWork == 0 {
+        if status == 0 && openWork == 0 && !runFailed {
             r.state = .stopped
             r.outcome = .clean
             r.drainMs = 0

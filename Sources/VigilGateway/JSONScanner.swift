@@ -34,8 +34,18 @@ public struct JSONString {
     }
 
     /// The decoded value (escapes resolved, invalid UTF-8 repaired).
-    public func decoded() -> String {
-        if !hasEscapes { return String(decoding: raw, as: UTF8.self) }
+    public func decoded() -> String { decode(exact: false)! }
+
+    /// The decoded value, or nil when decoding would change it: invalid
+    /// UTF-8, or a `\u` escape of a lone surrogate (both would become
+    /// U+FFFD, so two different names could become one).
+    public func decodedExactly() -> String? { decode(exact: true) }
+
+    private func decode(exact: Bool) -> String? {
+        if !hasEscapes {
+            if exact { return String(validating: raw, as: UTF8.self) }
+            return String(decoding: raw, as: UTF8.self)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)
         var i = 0
@@ -60,11 +70,16 @@ public struct JSONString {
                         i += 6
                     }
                 }
-                let s = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+                guard let s = Unicode.Scalar(scalar) else {
+                    if exact { return nil }
+                    out.append(contentsOf: [0xEF, 0xBF, 0xBD])  // U+FFFD
+                    continue
+                }
                 out.append(contentsOf: Array(String(Character(s)).utf8))
             default: out.append(e)  // \" \\ \/
             }
         }
+        if exact { return String(validating: out, as: UTF8.self) }
         return String(decoding: out, as: UTF8.self)
     }
 

@@ -20,7 +20,7 @@ public enum SocketAddress: Sendable, Equatable, CustomStringConvertible {
         if text.hasPrefix("unix:") {
             let path = String(text.dropFirst(5))
             guard !path.isEmpty else { throw ParseError(input: text, reason: "empty socket path") }
-            guard path.utf8.count < 108 else { throw ParseError(input: text, reason: "socket path longer than 107 bytes") }
+            guard path.utf8.count <= Self.maxUnixPathBytes else { throw ParseError(input: text, reason: "socket path longer than \(Self.maxUnixPathBytes) bytes") }
             self = .unix(path: path)
             return
         }
@@ -52,7 +52,19 @@ public enum SocketAddress: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Calls `body` with the sockaddr for this address.
+    /// The longest Unix socket path: `sun_path` is 108 bytes, NUL included.
+    public static let maxUnixPathBytes = 107
+
+    /// ENAMETOOLONG for a Unix path that does not fit `sun_path` (a
+    /// truncated name would bind or reach another socket).
+    func checkFits(_ call: String) throws(SystemCallError) {
+        if case .unix(let path) = self, path.utf8.count > Self.maxUnixPathBytes {
+            throw SystemCallError("\(call)(\(self)): the path is \(path.utf8.count) bytes, a Unix socket path holds at most \(Self.maxUnixPathBytes)", .fileNameTooLong)
+        }
+    }
+
+    /// Calls `body` with the sockaddr for this address (a Unix path must
+    /// fit: ``checkFits(_:)`` first).
     func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         switch self {
         case .ipv4(let host, let port):
@@ -71,7 +83,7 @@ public enum SocketAddress: Sendable, Equatable, CustomStringConvertible {
             var sa = sockaddr_un()
             sa.sun_family = sa_family_t(AF_UNIX)
             withUnsafeMutableBytes(of: &sa.sun_path) { buf in
-                let bytes = Array(path.utf8)
+                let bytes = Array(path.utf8.prefix(Self.maxUnixPathBytes))
                 buf.copyBytes(from: bytes)
                 buf[bytes.count] = 0
             }
@@ -92,6 +104,7 @@ public enum StreamSocket {
     /// A non-blocking, close-on-exec listening socket bound to `address`.
     /// Unix sockets: a stale socket file is replaced; the mode is 0600.
     public static func listen(on address: SocketAddress, backlog: Int32 = 4096) throws(SystemCallError) -> Int32 {
+        try address.checkFits("bind")
         let fd = try syscallRetrying("socket") { socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do throws(SystemCallError) {
             if case .unix(let path) = address {
@@ -142,6 +155,7 @@ public enum StreamSocket {
 
     /// A connected, non-blocking socket (the connect itself blocks; for clients and tests).
     public static func connect(to address: SocketAddress) throws(SystemCallError) -> Int32 {
+        try address.checkFits("connect")
         let fd = try syscallRetrying("socket") { socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let r = address.withSockAddr { Glibc.connect(fd, $0, $1) }
         if r != 0 {

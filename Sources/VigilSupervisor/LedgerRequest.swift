@@ -19,23 +19,27 @@ public enum LedgerRequest: Equatable {
 
     public init(parsing line: UnsafeRawBufferPointer) throws(Invalid) {
         var op: String?, session: String?, id: String?
-        var wrongType: String?
+        var wrongType: String?, notText: String?
         do {
             var scanner = try JSONObjectScanner(line)
             while let (key, value) = try scanner.next() {
                 let name = key.decoded()
                 guard name == "op" || name == "session" || name == "id" else { continue }
                 guard case .string(let text) = value else { wrongType = name; continue }
+                // Names are compared as given: one that decoding would
+                // change (U+FFFD) could collide with another.
+                guard let exact = text.decodedExactly() else { notText = name; continue }
                 switch name {
-                case "op": op = text.decoded()
-                case "session": session = text.decoded()
-                default: id = text.decoded()
+                case "op": op = exact
+                case "session": session = exact
+                default: id = exact
                 }
             }
         } catch {
             throw Invalid(code: "bad_json", message: "\(error)")
         }
         if let wrongType { throw Invalid(code: "bad_field", message: "\"\(wrongType)\" must be a string") }
+        if let notText { throw Invalid(code: "bad_field", message: "\"\(notText)\" must be valid Unicode (no invalid UTF-8, no lone surrogate escape)") }
         guard let op else { throw Invalid(code: "missing_field", message: "missing \"op\"") }
         func need(_ value: String?, _ name: String) throws(Invalid) -> String {
             guard let value else { throw Invalid(code: "missing_field", message: "\"\(op)\" needs \"\(name)\"") }

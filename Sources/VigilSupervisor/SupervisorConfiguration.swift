@@ -59,15 +59,36 @@ public struct SupervisorConfiguration: Sendable {
 
     public init(command: [String]) { self.command = command }
 
-    /// `TERM`, `SIGTERM` or a number (1…64), for --stop-signal.
+    /// The longest state directory path whose sockets (`ledger.sock`,
+    /// `notify.sock`) fit a Unix socket address.
+    public static var maxStateDirectoryBytes: Int {
+        SocketAddress.maxUnixPathBytes - 1 - max(ProgramEnvironment.ledgerSocket.utf8.count, ProgramEnvironment.notifySocket.utf8.count)
+    }
+
+    /// The signals a program may be asked to stop with: the usual ones,
+    /// WINCH (Apache httpd's graceful stop), and the real-time signals.
+    /// Not KILL or STOP, nor those a program ignores or is stopped by by
+    /// default (CHLD, CONT, TSTP, TTIN, TTOU, URG): every stop would end in
+    /// SIGKILL.
+    static let stopSignals: [String: Int32] = ["TERM": SIGTERM, "INT": SIGINT, "QUIT": SIGQUIT, "HUP": SIGHUP, "USR1": SIGUSR1,
+                                               "USR2": SIGUSR2, "WINCH": SIGWINCH, "PWR": SIGPWR, "ABRT": SIGABRT, "ALRM": SIGALRM]
+
+    /// For --stop-signal: a name (`TERM`, `SIGTERM`, `RTMIN+3`, `RTMAX-1`)
+    /// or the number of one of those signals.
     public static func parseSignal(_ text: String) throws(ConfigurationError) -> Int32 {
-        if let n = Int32(text), (1...64).contains(n), n != SIGKILL, n != SIGSTOP { return n }
-        let name = text.uppercased().hasPrefix("SIG") ? String(text.uppercased().dropFirst(3)) : text.uppercased()
-        let known: [String: Int32] = ["TERM": SIGTERM, "INT": SIGINT, "QUIT": SIGQUIT, "HUP": SIGHUP, "USR1": SIGUSR1,
-                                      "USR2": SIGUSR2, "WINCH": SIGWINCH, "PWR": SIGPWR, "ABRT": SIGABRT, "ALRM": SIGALRM]
-        guard let s = known[name] else {
-            throw ConfigurationError("invalid stop signal '\(text)': expected a name such as TERM, INT, QUIT, HUP, USR1 or a number (not KILL or STOP)")
+        let rtmin = __libc_current_sigrtmin(), rtmax = __libc_current_sigrtmax()
+        let invalid = ConfigurationError("invalid stop signal '\(text)': expected TERM, INT, QUIT, HUP, USR1, USR2, WINCH, PWR, ABRT, ALRM, RTMIN+N, RTMAX-N or one of their numbers (not KILL, STOP, or a signal ignored or stopping by default)")
+        if let n = Int32(text) {
+            guard stopSignals.values.contains(n) || (rtmin...rtmax).contains(n) else { throw invalid }
+            return n
         }
-        return s
+        let name = text.uppercased().hasPrefix("SIG") ? String(text.uppercased().dropFirst(3)) : text.uppercased()
+        if let s = stopSignals[name] { return s }
+        for (prefix, base, sign) in [("RTMIN", rtmin, Int32(1)), ("RTMAX", rtmax, Int32(-1))] where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            let offset: Int32? = rest.isEmpty ? 0 : (rest.first == (sign > 0 ? "+" : "-") ? Int32(rest.dropFirst()) : nil)
+            if let offset, offset >= 0, (rtmin...rtmax).contains(base + sign * offset) { return base + sign * offset }
+        }
+        throw invalid
     }
 }

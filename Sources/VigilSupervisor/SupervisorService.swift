@@ -74,6 +74,12 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
 
     public func start(_ context: DaemonContext) throws {
         let directory = context.stateDirectory.path.hasSuffix("/") ? context.stateDirectory.path : context.stateDirectory.path + "/"
+        // The budget is final only now (a unit's TimeoutStopSec wins): a
+        // delay that leaves the program no time would make every stop a
+        // SIGKILL with no stop signal before it.
+        if configuration.stopDelay > .zero && configuration.stopDelay >= context.budget.drainBudget {
+            throw DaemonFailure(exitCode: DaemonExit.usage, "--stop-delay (\(configuration.stopDelay.milliseconds) ms) must be shorter than the drain budget (\(context.budget.drainBudget.milliseconds) ms of a \(context.budget.stopTimeout.milliseconds) ms stop timeout from \(context.budget.source)): the program would get no time to stop")
+        }
         // Orphaned descendants come back to us (as they do to a PID 1), so
         // they are reaped and the group's end can be waited for.
         if getpid() != 1 && cvigil_set_child_subreaper() != 0 {
@@ -81,7 +87,7 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
         }
         let ledgerPath = directory + ProgramEnvironment.ledgerSocket
         do { try ledgerServer.listen(at: ledgerPath) } catch {
-            throw DaemonFailure(exitCode: DaemonExit.stateDirectoryUnusable, "cannot listen on the ledger socket \(ledgerPath): \(error) (a state directory path under 90 bytes keeps socket names within the 107-byte limit)")
+            throw DaemonFailure(exitCode: DaemonExit.stateDirectoryUnusable, "cannot listen on the ledger socket \(ledgerPath): \(error) (the state directory's path may be at most \(SupervisorConfiguration.maxStateDirectoryBytes) bytes)")
         }
         let interrupted = ledger.interrupted
         if !interrupted.isEmpty {
@@ -112,6 +118,15 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
             }
         }
 
+        // A `tcp:` address that does not resolve fails the start before
+        // anything runs (probing starts now; nothing listens there yet).
+        if case .tcp = configuration.readiness {
+            do { try readiness.startProbing() } catch {
+                readiness.close()
+                throw DaemonFailure(exitCode: DaemonExit.usage, "--ready \(configuration.readiness): \(error)")
+            }
+        }
+
         let pid: pid_t
         do {
             // PR_SET_PDEATHSIG(SIGKILL): a vigil that dies (SIGKILL, crash)
@@ -123,14 +138,14 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
             throw DaemonFailure(exitCode: code, "cannot start \(configuration.command[0]): \(error)")
         }
         programPID = pid
-        child = try reactor.watchChild(pid: pid) { [unowned self] exit in programEnded(exit) }
+        do { child = try reactor.watchChild(pid: pid) { [unowned self] exit in programEnded(exit) } } catch {
+            // Its whole group, not only the leader: nothing may outlive a failed start.
+            _ = kill(-pid, SIGKILL)
+            readiness.close()
+            throw error
+        }
         logger.notice("started \(configuration.command.joined(separator: " ")) as pid \(pid) (its own process group); program budget \(programBudget.milliseconds) ms, stop signal \(SignalSource.name(of: configuration.stopSignal)) after \(configuration.stopDelay.milliseconds) ms; ledger \(ledgerPath)")
 
-        switch configuration.readiness {
-        case .immediate: break
-        case .notify: break
-        case .tcp: try readiness.startProbing()
-        }
         if configuration.readiness != .immediate, let limit = configuration.readyTimeout {
             readiness.onReady = { [unowned self] in
                 if let t = readyTimer { reactor.cancelTimer(t); readyTimer = nil }
@@ -193,6 +208,7 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
 
     private func programEnded(_ exit: ChildExit) {
         programExit = exit
+        context.programExited(exit)
         logger.notice("program (pid \(programPID)) \(exit)\(stopRequested ? "" : " without a stop request")")
         // A requested stop waits for the group in the drain.
         if stopRequested { return }

@@ -80,14 +80,23 @@ struct RunCommand: ParsableCommand {
     /// before anything is opened.
     func resolve() throws -> (SupervisorConfiguration, StopBudget) {
         var argv = command
-        if argv.first == "--" { argv.removeFirst() }
+        if argv.first == "--" {
+            argv.removeFirst()
+        } else if let first = argv.first, first.hasPrefix("-") {
+            // Not after `--`: a mistyped option, not a program to run.
+            throw Invalid(description: "unknown option '\(first)' (a COMMAND that starts with '-' goes after --)")
+        }
         guard !argv.isEmpty else { throw Invalid(description: "no command: vigil run [OPTIONS] -- COMMAND [ARGS...]") }
+        let directory = ProcessEnvironment.stateDirectory(stateDir)
+        guard directory.utf8.count <= SupervisorConfiguration.maxStateDirectoryBytes else {
+            throw Invalid(description: "the state directory's path is \(directory.utf8.count) bytes; its sockets need it to be at most \(SupervisorConfiguration.maxStateDirectoryBytes) (Unix socket paths hold 107 bytes)")
+        }
         var c = SupervisorConfiguration(command: argv)
         let budget = try StopBudget.resolve([(stopTimeout, "--stop-timeout"), (ProcessEnvironment.get("VIGIL_STOP_TIMEOUT"), "VIGIL_STOP_TIMEOUT")])
         if let s = stopSignal ?? ProcessEnvironment.get("VIGIL_STOP_SIGNAL") { c.stopSignal = try SupervisorConfiguration.parseSignal(s) }
         if let d = try seconds(stopDelay, "--stop-delay", "VIGIL_STOP_DELAY", allowZero: true) {
-            guard d < budget.stopTimeout else {
-                throw Invalid(description: "--stop-delay (\(d.milliseconds) ms) must be shorter than the stop timeout (\(budget.stopTimeout.milliseconds) ms): it is counted in the budget")
+            guard d < budget.drainBudget else {
+                throw Invalid(description: "--stop-delay (\(d.milliseconds) ms) must be shorter than the drain budget (\(budget.drainBudget.milliseconds) ms of the \(budget.stopTimeout.milliseconds) ms stop timeout): it is counted in the budget, and the program needs time to stop")
             }
             c.stopDelay = d
         }

@@ -25,6 +25,12 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(code(#"{"session":"s1"}"#), "missing_field")
         XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":7}"#), "bad_field")
         XCTAssertEqual(code(#"{"op":"begin","session":"","id":"x"}"#), "bad_field")
+        // Names decoding would change (to U+FFFD) could collide: refused.
+        XCTAssertEqual(code(#"{"op":"begin","session":"s1","id":"\udc80"}"#), "bad_field")
+        c.sendBytes(Array(#"{"op":"begin","session":"s1","id":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8) + [0x0A])
+        XCTAssertEqual(c.nextObject()["code"] as? String, "bad_field", "invalid UTF-8")
+        XCTAssertEqual(c.request(#"{"op":"begin","session":"s1","id":"\ud83d\ude00"}"#) as NSDictionary, ["op": "ok", "id": "\u{1F600}"], "a surrogate pair is a character")
+        XCTAssertEqual(c.request(#"{"op":"end","session":"s1","id":"😀"}"#)["op"] as? String, "ok", "the same id, sent as UTF-8")
         XCTAssertEqual(code(#"{"op":"begin""#), "bad_json")
         XCTAssertEqual(code("not json"), "bad_json")
         // Over the 16 KiB limit, within one read and across several.

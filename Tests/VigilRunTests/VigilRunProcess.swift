@@ -28,11 +28,12 @@ final class VigilRunProcess: LoggedProcess {
         scratchDirectories = []
     }
 
-    init(_ options: [String], command: [String], stateDir: String? = nil, environment: [String: String] = [:]) throws {
+    /// - Parameter separator: put `--` before the command (as users should).
+    init(_ options: [String], command: [String], stateDir: String? = nil, environment: [String: String] = [:], separator: Bool = true) throws {
         let base = try Self.scratch()
         let state = stateDir ?? base + "/state"
         self.stateDir = state
-        try super.init(executable: Self.binary("vigil"), arguments: ["run", "--state-dir", state] + options + ["--"] + command,
+        try super.init(executable: Self.binary("vigil"), arguments: ["run", "--state-dir", state] + options + (separator ? ["--"] : []) + command,
                        environment: environment,
                        removing: ["NOTIFY_SOCKET", "INVOCATION_ID", "VIGIL_STATE_DIR", "VIGIL_STOP_TIMEOUT", "VIGIL_READY"],
                        base: base)

@@ -28,6 +28,7 @@ final class VigilRunTests: XCTestCase {
         var record = try VigilRunProcess.lastShutdown(dir + "/state")
         XCTAssertEqual(record["classification"] as? String, "clean", "\(record)")
         XCTAssertEqual(record["in_flight"] as? Int, 1, "the program itself is in flight at the signal")
+        XCTAssertEqual(record["program_exit_status"] as? Int, 0, "the program's own status, kept with the stop: \(record)")
 
         let second = try VigilRunProcess(["--stop-timeout", "3"], command: [prog], stateDir: dir + "/state")
         try second.waitFor("copied", inOutput: true)
@@ -200,10 +201,25 @@ final class VigilRunTests: XCTestCase {
         let run = try VigilRunProcess([], command: ["/nonexistent/program"], stateDir: dir + "/state")
         XCTAssertEqual(try run.waitForExit(), 127)
         XCTAssertTrue(run.log.contains("cannot start /nonexistent/program"), run.log)
-        for bad in [["--stop-signal", "NOPE"], ["--ready", "tcp:nohost"], ["--stop-delay", "-1"], ["--stop-timeout", "2", "--stop-delay", "3"]] {
-            let r = try VigilRunProcess(bad, command: ["true"], stateDir: dir + "/state2")
-            XCTAssertEqual(try r.waitForExit(), 64, "\(bad): \(r.log)")
+        let longDir = dir + "/" + String(repeating: "d", count: 100)
+        for (bad, command, state) in [(["--stop-signal", "NOPE"], ["true"], dir + "/state2"), (["--ready", "tcp:nohost"], ["true"], dir + "/state2"),
+                                      (["--stop-delay", "-1"], ["true"], dir + "/state2"), (["--stop-timeout", "2", "--stop-delay", "3"], ["true"], dir + "/state2"),
+                                      // The delay would leave the program no time (drain budget 1750 ms).
+                                      (["--stop-timeout", "2", "--stop-delay", "1.9"], ["true"], dir + "/state2"),
+                                      // Ignored or stopping by default: every stop would end in SIGKILL.
+                                      (["--stop-signal", "17"], ["true"], dir + "/state2"), (["--stop-signal", "CONT"], ["true"], dir + "/state2"),
+                                      // A mistyped option is not a program to run.
+                                      ([], ["--bogus", "true"], dir + "/state2"),
+                                      // Its sockets would not fit a Unix socket address.
+                                      ([], ["true"], longDir),
+                                      // An address that does not resolve: refused before the program runs.
+                                      (["--ready", "tcp:nonexistent.invalid:80"], ["true"], dir + "/state4")] {
+            let r = try VigilRunProcess(bad, command: command, stateDir: state, separator: command.first != "--bogus")
+            XCTAssertEqual(try r.waitForExit(), 64, "\(bad) \(command): \(r.log)")
         }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: longDir), "nothing was opened")
+        let rt = try VigilRunProcess(["--stop-signal", "RTMIN+2"], command: ["true"], stateDir: dir + "/state5")
+        XCTAssertEqual(try rt.waitForExit(), 0, "a real-time stop signal is accepted: \(rt.log)")
         let none = try VigilRunProcess([], command: [], stateDir: dir + "/state3")
         XCTAssertEqual(try none.waitForExit(), 64)
     }
@@ -237,6 +253,14 @@ final class VigilRunTests: XCTestCase {
         let never = try VigilRunProcess(["--ready", "tcp:127.0.0.1:\(port + 400)", "--ready-timeout", "0.5"], command: ["sleep", "30"], stateDir: dir + "/state")
         XCTAssertEqual(try never.waitForExit(), 69, never.log)
         XCTAssertTrue(never.log.contains("did not become ready"), never.log)
+        // A program that stops cleanly when told to is still a failed run:
+        // the next start must not hear `clean`.
+        let polite = try script(dir, "polite.sh", "trap 'exit 0' TERM\nwhile :; do sleep 0.05; done\n")
+        let failed = try VigilRunProcess(["--ready", "tcp:127.0.0.1:\(port + 400)", "--ready-timeout", "0.5"], command: [polite], stateDir: dir + "/state")
+        XCTAssertEqual(try failed.waitForExit(), 69, failed.log)
+        let record = try VigilRunProcess.lastShutdown(dir + "/state")
+        XCTAssertEqual(record["classification"] as? String, "crash", "\(record)")
+        XCTAssertEqual(record["program_exit_status"] as? Int, 0)
     }
 
     /// --ready notify: the program's READY/STATUS/WATCHDOG reach the service
