@@ -118,6 +118,36 @@ class AgainstVigilTests(unittest.TestCase):
         self.assertEqual(second[0]["file_interrupted"], [{"session": "s1", "turns": ["t2"]}, {"session": "s2", "turns": ["x"]}])
         self.assertEqual(second[1], {"after": {"s2": ["x"]}})
 
+    def test_an_interrupted_call_does_not_put_the_connection_out_of_step(self):
+        # KeyboardInterrupt (SIGINT) while `begin` waits for its answer: the
+        # next call must not take that answer for its own.
+        out = self.run_under_vigil(
+            "l = vigil.Ledger()\n"
+            "l.begin('s', 'B')\n"
+            "def interrupted():\n    raise KeyboardInterrupt\n"
+            "l._file.readline = interrupted\n"
+            "try:\n    l.begin('s', 'A')\nexcept KeyboardInterrupt:\n    pass\n"
+            "print(json.dumps({'closed': l._sock is None}))\n"
+            "l.begin('s', 'C')\n"
+            "l.end('s', 'B')\n"
+            "print(json.dumps({'ok': True}))\n")
+        self.assertEqual(out, [{"closed": True}, {"ok": True}], "the unread answer went with the connection")
+
+    def test_long_interrupted_answers(self):
+        # Over a megabyte of interrupted ids (each up to 1 KiB): both APIs.
+        self.run_under_vigil(
+            "l = vigil.Ledger()\n"
+            "for i in range(1100):\n    l.begin('big', ('%04d' % i) * 250)\n"
+            "sys.stdout.flush(); os._exit(1)\n", expect=1)
+        out = self.run_under_vigil(
+            "async def main():\n"
+            "    a = await vigil.AsyncLedger.connect()\n"
+            "    got = await a.interrupted()\n"
+            "    await a.close()\n"
+            "    print(json.dumps({'async': len(got['big']), 'blocking': len(vigil.Ledger().interrupted()['big'])}))\n"
+            "asyncio.run(main())\n")
+        self.assertEqual(out, [{"async": 1100, "blocking": 1100}])
+
     def test_asyncio_api_concurrent_requests_and_stop(self):
         out = self.run_under_vigil(
             "async def main():\n"

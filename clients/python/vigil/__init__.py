@@ -81,10 +81,19 @@ def _request(op, session=None, id=None):
     return (json.dumps(r, separators=(",", ":")) + "\n").encode()
 
 
-def _result(answer):
+def _result(answer, id=None):
     if answer.get("op") == "error":
         raise LedgerError(answer.get("code", "error"), answer.get("message", ""))
+    if id is not None and answer.get("id") != id:
+        # Answers come in request order: another id means the connection
+        # is out of step, and this `ok` is not this request's.
+        raise ConnectionError("the ledger answered %r for id %r: out of step" % (answer, id))
     return answer
+
+
+# The longest answer line accepted (an `interrupted` answer lists every
+# interrupted id, each up to 1 KiB): far beyond any real one.
+_MAX_ANSWER = 1 << 30
 
 
 def _sessions(answer):
@@ -107,7 +116,7 @@ class Ledger:
         """False in no-op mode (not under vigil)."""
         return self.path is not None
 
-    def _call(self, line):
+    def _call(self, line, id=None):
         with self._lock:
             if self._sock is None:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -117,23 +126,30 @@ class Ledger:
             try:
                 self._sock.sendall(line)
                 answer = self._file.readline()
-            except OSError:
+            except BaseException:
+                # Whatever interrupted us (a timeout, KeyboardInterrupt from
+                # SIGINT) left an answer unread: a later call on this
+                # connection would read it as its own. Start afresh.
                 self._close_locked()
                 raise
             if not answer:
                 self._close_locked()
                 raise ConnectionError("the ledger closed the connection (vigil is stopping or gone)")
-            return _result(json.loads(answer))
+            try:
+                return _result(json.loads(answer), id)
+            except ConnectionError:
+                self._close_locked()
+                raise
 
     def begin(self, session, id):
         """Records that work `id` of `session` began; returns once durable."""
         if self.enabled:
-            self._call(_request("begin", session, id))
+            self._call(_request("begin", session, id), id)
 
     def end(self, session, id):
         """Records that work `id` of `session` ended; returns once durable."""
         if self.enabled:
-            self._call(_request("end", session, id))
+            self._call(_request("end", session, id), id)
 
     def interrupted(self):
         """{session: [ids]}: work begun and never ended in earlier runs, not yet resolved."""
@@ -189,7 +205,7 @@ class AsyncLedger:
     async def connect(cls, path=None):
         ledger = cls(path)
         if ledger.enabled:
-            ledger._reader, ledger._writer = await asyncio.open_unix_connection(ledger.path, limit=1 << 20)
+            ledger._reader, ledger._writer = await asyncio.open_unix_connection(ledger.path, limit=_MAX_ANSWER)
             ledger._reading = asyncio.ensure_future(ledger._read_answers())
         return ledger
 
@@ -214,22 +230,22 @@ class AsyncLedger:
             if not f.done():
                 f.set_exception(error)
 
-    async def _call(self, line):
+    async def _call(self, line, id=None):
         if self._writer is None or self._reading.done():
             raise ConnectionError("the ledger connection is closed")
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         self._writer.write(line)
         await self._writer.drain()
-        return _result(await future)
+        return _result(await future, id)
 
     async def begin(self, session, id):
         if self.enabled:
-            await self._call(_request("begin", session, id))
+            await self._call(_request("begin", session, id), id)
 
     async def end(self, session, id):
         if self.enabled:
-            await self._call(_request("end", session, id))
+            await self._call(_request("end", session, id), id)
 
     async def interrupted(self):
         if not self.enabled:
