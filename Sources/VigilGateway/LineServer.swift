@@ -42,6 +42,9 @@ public final class LineConnection {
     /// An over-long line was reported and the rest of it is being skipped
     /// (``LineServer/keepsConnectionAfterLongLine``).
     @exclusivity(unchecked) var skippingLongLine = false
+    /// Complete lines wait in `pending` because this client's answers
+    /// piled up (``LineServer`` backpressure): handled as it reads them.
+    @exclusivity(unchecked) var backlogged = false
     /// The client half-closed; the connection stays for answers still due.
     @exclusivity(unchecked) public internal(set) var inputEnded = false
     @exclusivity(unchecked) public internal(set) var isClosed = false
@@ -280,7 +283,10 @@ public final class LineServer {
     }
 
     private func onEvent(_ conn: LineConnection, _ r: Readiness) {
-        if r.contains(.writable) { flush(conn) }
+        if r.contains(.writable) {
+            flush(conn)
+            if conn.backlogged && !conn.isClosed && conn.unsent.count - conn.unsentOffset < backpressureBytes { processBacklog(conn) }
+        }
         if conn.isClosed { return }
         if readingPaused && !conn.acceptedWhilePaused {
             // Only a hang-up or an error can wake a paused connection: the
@@ -336,7 +342,7 @@ public final class LineServer {
                     if conn.isClosed { return }
                     conn.pending.removeFirst(consumed)
                 }
-                if conn.closeAfterFlush { break readLoop }
+                if conn.closeAfterFlush || conn.backlogged { break readLoop }
                 tooLong = conn.pending.count > maxLineBytes
                 if tooLong {
                     handler.lineTooLong(limit: maxLineBytes, from: conn, out: &out)
@@ -352,14 +358,35 @@ public final class LineServer {
                 if n < scratch.count { break readLoop }
             }
         }
-        if !out.isEmpty || conn.closeAfterFlush { write(out, to: conn) }
+        // (Backlogged: also to stop watching for input until it is handled.)
+        if !out.isEmpty || conn.closeAfterFlush || conn.backlogged { write(out, to: conn) }
+    }
+
+    /// The client has read enough of its answers: the lines that waited in
+    /// `pending` are handled now (as far as backpressure lets them).
+    private func processBacklog(_ conn: LineConnection) {
+        out.removeAll(keepingCapacity: true)
+        conn.backlogged = false
+        let consumed = conn.pending.withUnsafeBytes { processLines($0, conn) }
+        if conn.isClosed { return }
+        conn.pending.removeFirst(consumed)
+        write(out, to: conn)
     }
 
     /// Hands every complete line to the handler; returns the bytes consumed.
+    /// Stops early, marking the connection backlogged, once this client's
+    /// answers (produced now, or queued unread) reach `backpressureBytes`:
+    /// a client pipelining requests with large answers (a ledger's
+    /// `interrupted`) and not reading them would otherwise make the loop
+    /// build them all at once — memory, and time the stop signal waits for.
     private func processLines(_ buf: UnsafeRawBufferPointer, _ conn: LineConnection) -> Int {
         guard let base = buf.baseAddress else { return 0 }
         var start = 0
         while start < buf.count {
+            if out.count + conn.unsent.count - conn.unsentOffset >= backpressureBytes {
+                conn.backlogged = true
+                break
+            }
             guard let nl = memchr(base + start, 0x0A, buf.count - start) else { break }
             let end = base.distance(to: UnsafeRawPointer(nl))
             var lineEnd = end
@@ -431,8 +458,10 @@ public final class LineServer {
             conn.unsentOffset = 0
         }
         var interest: Interest = []
-        if !conn.unsent.isEmpty { interest.insert(.writable) }
-        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.closeAfterFlush && !conn.inputEnded && (!readingPaused || conn.acceptedWhilePaused) { interest.insert(.readable) }
+        // Backlogged: no more input until the waiting lines are handled; a
+        // writable event (at once, when nothing is unsent) resumes them.
+        if !conn.unsent.isEmpty || conn.backlogged { interest.insert(.writable) }
+        if conn.unsent.count - conn.unsentOffset < backpressureBytes && !conn.backlogged && !conn.closeAfterFlush && !conn.inputEnded && (!readingPaused || conn.acceptedWhilePaused) { interest.insert(.readable) }
         if let t = conn.token { try? reactor.reregister(t, interest: interest) }
     }
 

@@ -92,7 +92,10 @@ public final class LedgerServer: LineHandler {
             flush(connection, into: &out)
         case .resolve(let s):
             let slot = reserve(connection)
-            ledger.resolve(session: s) { [unowned self] in complete(connection, slot, id: nil, $0) }
+            ledger.resolve(session: s) { [unowned self] in
+                if case .success = $0 { interruptedAnswer = nil }  // the set changed
+                complete(connection, slot, id: nil, $0)
+            }
             flush(connection, into: &out)
         }
     }
@@ -165,9 +168,24 @@ public final class LedgerServer: LineHandler {
         }
     }
 
+    /// The `interrupted` answer as last rendered: the set changes only with
+    /// a `resolve` (earlier runs' work; this run's units are not in it), so
+    /// a program that asks often, or pipelines the question, does not have
+    /// every answer rebuilt.
+    private var interruptedAnswer: [UInt8]?
+
     /// Computed when its turn comes, so a `resolve` before it on the same
     /// connection is already reflected.
     private func appendInterrupted(to out: inout [UInt8]) {
+        if interruptedAnswer == nil {
+            var rendered: [UInt8] = []
+            renderInterrupted(to: &rendered)
+            interruptedAnswer = rendered
+        }
+        out.append(contentsOf: interruptedAnswer!)
+    }
+
+    private func renderInterrupted(to out: inout [UInt8]) {
         JSONWriter.append("{\"op\":\"interrupted\",\"sessions\":[", to: &out)
         for (n, entry) in ledger.interrupted.enumerated() {
             if n > 0 { out.append(UInt8(ascii: ",")) }

@@ -50,6 +50,52 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(try VigilRunProcess.lastShutdown(dir + "/state")["classification"] as? String, "clean")
     }
 
+    /// A client that pipelines requests with large answers (`interrupted`
+    /// with ~450 KB of ids) and does not read them: vigil builds them as the
+    /// client reads (backpressure), so its memory stays bounded, other
+    /// clients are answered at once, a SIGTERM is recorded at once, and the
+    /// client still gets every answer, in order, when it reads.
+    func testPipelinedLargeAnswersAreBuiltAsTheClientReads() throws {
+        let dir = try VigilRunProcess.scratch()
+        var run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        let filler = try LedgerClient(path: run.ledgerPath)
+        let id = String(repeating: "i", count: 100)
+        for batch in 0..<4 {
+            filler.send((0..<500).map { #"{"op":"begin","session":"big","id":"\#(id)\#(batch * 500 + $0)"}"# + "\n" }.joined())
+            XCTAssertEqual(filler.lines(500).count, 500)
+        }
+        kill(run.programPID!, SIGKILL)  // a crash: 2000 units interrupted
+        _ = try run.waitForExit()
+
+        run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        func peakKB() -> Int {
+            (try? String(contentsOfFile: "/proc/\(run.pid)/status", encoding: .utf8))?
+                .split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+                .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? 0
+        }
+        let before = peakKB()
+        let greedy = try LedgerClient(path: run.ledgerPath)
+        greedy.send(String(repeating: #"{"op":"interrupted"}"# + "\n", count: 300))  // ~70 MB of answers
+        usleep(500_000)
+        let other = try LedgerClient(path: run.ledgerPath)
+        let t0 = Date()
+        XCTAssertEqual(other.request(#"{"op":"begin","session":"s","id":"1"}"#)["op"] as? String, "ok")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 2, "another client is not held up")
+        XCTAssertLessThan(peakKB() - before, 30_000, "answers are not all built at once (peak RSS \(before) → \(peakKB()) kB)")
+        var answered = 0
+        greedy.setTimeout(20)
+        while answered < 300, let line = greedy.nextLine() {
+            XCTAssertTrue(line.hasPrefix(#"{"op":"interrupted","sessions":[{"session":"big","ids":["#), String(line.prefix(80)))
+            answered += 1
+        }
+        XCTAssertEqual(answered, 300, "every answer arrives, in order")
+        XCTAssertEqual(other.request(#"{"op":"end","session":"s","id":"1"}"#)["op"] as? String, "ok")
+        run.signal(SIGTERM)
+        XCTAssertEqual(try run.waitForExit(), 0, run.log)
+    }
+
     func testAnotherUidIsRefused() throws {
         guard getuid() == 0 else { throw XCTSkip("needs root to connect as another uid") }
         let dir = try VigilRunProcess.scratch()

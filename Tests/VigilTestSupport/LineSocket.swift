@@ -61,13 +61,15 @@ open class LineSocket {
 
     /// The next line, buffering whatever arrived after it (nil on EOF or timeout).
     public func nextLine() -> String? {
+        var scanned = 0  // bytes of `buffered` known to hold no newline
         while true {
-            if let nl = buffered.firstIndex(of: 0x0A) {
+            if let nl = buffered[scanned...].firstIndex(of: 0x0A) {
                 let line = String(decoding: buffered[..<nl], as: UTF8.self)
                 buffered.removeSubrange(...nl)
                 return line
             }
-            var buf = [UInt8](repeating: 0, count: 65536)
+            scanned = buffered.count
+            var buf = [UInt8](repeating: 0, count: 1 << 20)
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { return nil }
             buffered.append(contentsOf: buf[0..<n])
