@@ -176,7 +176,13 @@ public final class SupervisorService: DaemonService, @unchecked Sendable {
     public func drain(_ deadline: DrainDeadline) async {
         if configuration.stopDelay > .zero && programExit == nil {
             context.status("stopping: \(SignalSource.name(of: configuration.stopSignal)) to the program in \(configuration.stopDelay.milliseconds) ms")
-            do { try await reactor.sleep(for: configuration.stopDelay) } catch { return }
+            // Cut short if the program ends meanwhile: nothing is left to signal.
+            let until = monotonicNanoseconds() + configuration.stopDelay.nanosecondsValue
+            while programExit == nil {
+                let now = monotonicNanoseconds()
+                guard now < until else { break }
+                do { try await reactor.sleep(for: .nanoseconds(Int64(min(until - now, 20_000_000)))) } catch { return }
+            }
         }
         signalGroup(configuration.stopSignal)
         context.status("stopping: waiting for the program's process group, \(ledger.openCount) unit(s) open")
