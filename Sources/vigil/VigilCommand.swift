@@ -57,6 +57,9 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
+        // The passthrough argument takes everything after the options,
+        // --help too: asked for before any program, it is vigil's.
+        if let first = command.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(self) }
         var logger = Logger(label: "vigil")
         logger.logLevel = ProcessEnvironment.logLevel()
         let supervisor: SupervisorConfiguration

@@ -222,6 +222,10 @@ final class VigilRunTests: XCTestCase {
         XCTAssertEqual(try rt.waitForExit(), 0, "a real-time stop signal is accepted: \(rt.log)")
         let none = try VigilRunProcess([], command: [], stateDir: dir + "/state3")
         XCTAssertEqual(try none.waitForExit(), 64)
+        // --help before any program is vigil's own (not a program to run).
+        let help = try VigilRunProcess(["--help"], command: [], stateDir: dir + "/state6", separator: false)
+        XCTAssertEqual(try help.waitForExit(), 0, help.log)
+        XCTAssertTrue(help.output.contains("VIGIL_STOP_TIMEOUT") && help.output.contains("--stop-delay"), help.output)
     }
 
     func testAStateDirectoryIsLockedAgainstASecondVigil() throws {
