@@ -58,9 +58,8 @@ public struct DaemonConfiguration: Sendable {
 
 /// The `stopping` record's write, for ``DaemonConfiguration/onStoppingRecorded``.
 public struct StoppingRecordWrite: Sendable {
-    /// The stop signal as the handler read it: ``SignalInfo/value`` is the
-    /// sender's `sigqueue` payload, ``SignalInfo/receivedAtNs`` the
-    /// signalfd read.
+    /// The stop signal as the handler read it: its `value` is the sender's
+    /// `sigqueue` payload, its `receivedAtNs` the signalfd read.
     public let signal: SignalInfo
     /// CLOCK_MONOTONIC when the record's `pwrite` returned: safe from
     /// SIGKILL from then on.
