@@ -17,7 +17,7 @@ struct LedgerCommand: ParsableCommand {
             request written → answer read) in microseconds.
             """)
 
-    @Option(name: .customLong("connect"), help: ArgumentHelp("The ledger socket: unix:PATH (or a bare path).", valueName: "address"))
+    @Option(name: .customLong("connect"), help: ArgumentHelp("The ledger socket: unix:PATH (or a path with a slash).", valueName: "address"))
     var connect: String
 
     @Option(help: "Concurrent clients (one connection each).")
@@ -49,7 +49,8 @@ struct LedgerCommand: ParsableCommand {
 
     func run() throws {
         let address: SocketAddress
-        do { address = try SocketAddress(parsing: connect.hasPrefix("/") ? "unix:" + connect : connect) } catch {
+        let isPath = !connect.hasPrefix("unix:") && connect.contains("/")
+        do { address = try SocketAddress(parsing: isPath ? "unix:" + connect : connect) } catch {
             fail("\(error)", code: BenchExit.usage)
         }
         let config = LedgerLoad.Config(address: address, clients: clients, warmupNs: seconds(warmup),

@@ -5,6 +5,10 @@
 // rate is records per second and the begin → ok time is what a worker
 // waits before it may start its work.
 //
+// After the measured window every client ends the unit it has open, so the
+// ledger is left with none (a stop after the load is clean, and the next
+// start reports nothing interrupted).
+//
 // The client must cost little next to the server on a 2-core machine: one
 // read(2) and one write(2) per answer, requests built into a preallocated
 // buffer, no allocation per request, answers checked by their prefix.
@@ -67,6 +71,9 @@ final class LedgerLoad {
     private var startClientCPU: UInt64 = 0
     private var endClientCPU: UInt64 = 0
     private var failure: BenchError?
+    /// The window is over: clients end their open unit and begin no other.
+    private var finishing = false
+    private var finished = 0
 
     // Latency samples (nanoseconds, saturated at UInt32.max), preallocated:
     // begin → ok and end → ok separately.
@@ -170,7 +177,11 @@ final class LedgerLoad {
         endClientCPU = ownCPUNanoseconds()
         endSystem = SystemCPU.read()
         if let pid = config.serverPID { endServerCPU = processCPUNanoseconds(pid) }
-        reactor.stop()
+        // Every client's open unit ended (at most one answer away), within 10 s.
+        finishing = true
+        reactor.schedule(after: .seconds(10)) { [unowned self] in
+            self.abort("\(self.config.clients - self.finished) client(s) still without an answer 10 s after the window")
+        }
     }
 
     private func abort(_ message: String) {
@@ -287,6 +298,12 @@ final class LedgerLoad {
         if recording {
             let d = now &- clients[i].sentAt
             (clients[i].ending ? endSamples : beginSamples).add(d)
+        }
+        if finishing && clients[i].ending {
+            // This client's last unit has ended.
+            finished += 1
+            if finished == config.clients { reactor.stop() }
+            return
         }
         clients[i].ending.toggle()
         sendNext(i, now: now)
