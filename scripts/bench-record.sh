@@ -22,11 +22,24 @@
 #      turns: vigil-bench turns --sessions 64 (journal group commits in flight)
 #
 #   scripts/bench-record.sh [--trials N] [--writes N] [--gap-ms MS] [--loads "idle ping turns"] [--skip-build]
-#                           [--binaries "NAME=PATH NAME=PATH …"]
+#                           [--binaries "NAME=PATH NAME=PATH …"] [--vigil-run [PATH]] [--bin DIR]
+#
+# --bin DIR takes vigild, vigil and vigil-bench from DIR (e.g. .build/release,
+# after `swift build -c release`) instead of building into .build-bench.
 #
 # --binaries compares vigild builds (e.g. io_uring worker policies): their
 # trials alternate, one start each in turn, so they share the disturbances;
 # each gets its own state directory per load.
+#
+# --vigil-run adds `vigil run` (PATH, default the release build's vigil) to
+# the alternation: `VIGIL_DEBUG_SIGNAL_LATENCY=1 vigil run --state-dir DIR
+# -- sleep infinity` on core 1, the same SIGTERM, the same three stamps (the
+# entry point's onStoppingRecorded hook, as vigild's). It has no ping or
+# turn protocol: under the ping and turns loads it gets its own journal
+# load instead, `vigil-bench ledger --clients 64` (group commits in flight
+# when the signal arrives, as with turns). The table then also gives each
+# build's median durable time over the first (vigild) build's: the issue-12
+# goal is ≤ 1.1×.
 #
 # Markdown on stdout, progress and raw values on stderr. Medians and p99 are
 # nearest rank. Goal (issue 11): SIGTERM → durable median, idle, ≤ 1.3 × the
@@ -39,6 +52,8 @@ gap_ms=300
 loads="idle ping turns"
 build=1
 binaries=""
+vigil_run=""
+bin_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --trials) trials="$2"; shift 2 ;;
@@ -46,7 +61,10 @@ while [ $# -gt 0 ]; do
         --gap-ms) gap_ms="$2"; shift 2 ;;
         --loads) loads="$2"; shift 2 ;;
         --skip-build) build=0; shift ;;
+        --bin) bin_dir="$2"; build=0; shift 2 ;;
         --binaries) binaries="$2"; shift 2 ;;
+        --vigil-run)
+            if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then vigil_run="$2"; shift 2; else vigil_run=default; shift; fi ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-record.sh: unknown argument '$1' (try --help)" >&2; exit 64 ;;
     esac
@@ -54,7 +72,7 @@ done
 
 root="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
 scratch="$root/.build-bench"
-bin="$scratch/release"
+bin="${bin_dir:-$scratch/release}"
 work="$(mktemp -d /tmp/vigil-bench-record.XXXXXX)"
 server_pid=""
 load_pid=""
@@ -71,18 +89,23 @@ log() { echo "bench-record: $*" >&2; }
 
 if [ "$build" = 1 ]; then
     log "building vigild and vigil-bench (release, $scratch)"
-    for p in vigild vigil-bench; do swift build -c release --scratch-path "$scratch" --product "$p" >&2; done
+    for p in vigild vigil-bench $([ -n "$vigil_run" ] && echo vigil); do swift build -c release --scratch-path "$scratch" --product "$p" >&2; done
 fi
 for f in "$bin/vigild" "$bin/vigil-bench"; do
     [ -x "$f" ] || { log "missing $f (run without --skip-build)"; exit 1; }
 done
 [ -n "$binaries" ] || binaries="vigild=$bin/vigild"
-declare -A vigild_of
+declare -A vigild_of kind_of
 names=()
 for nb in $binaries; do
-    names+=("${nb%%=*}"); vigild_of[${nb%%=*}]="${nb#*=}"
+    names+=("${nb%%=*}"); vigild_of[${nb%%=*}]="${nb#*=}"; kind_of[${nb%%=*}]=vigild
     [ -x "${nb#*=}" ] || { log "missing ${nb#*=}"; exit 1; }
 done
+if [ -n "$vigil_run" ]; then
+    [ "$vigil_run" = default ] && vigil_run="$bin/vigil"
+    [ -x "$vigil_run" ] || { log "missing $vigil_run (run without --skip-build)"; exit 1; }
+    names+=("vigil-run"); vigild_of[vigil-run]="$vigil_run"; kind_of[vigil-run]=run
+fi
 
 cat >"$work/blockwrite.c" <<'EOF'
 #define _GNU_SOURCE
@@ -176,19 +199,39 @@ log "floor (before): $writes rounds"
 taskset -c 1 "$work/blockwrite" "$work/floor" "$writes" "$gap_ms" >"$work/floor.before"
 cat "$work/floor.before" >&2
 
+wait_for_file() {  # path pid
+    local i
+    for i in $(seq 1 2000); do
+        kill -0 "$2" 2>/dev/null || { log "vigil run exited before its ledger socket appeared"; return 1; }
+        [ -S "$1" ] && return 0
+        sleep 0.005
+    done
+    return 1
+}
+
 # One start, load, SIGTERM, exit; appends the two latencies.
-trial() {  # load dir tag (the files the latencies go to) binary
-    local load="$1" dir="$2" tag="$3" vbin="$4" port err
-    port=$(free_port)
+trial() {  # load dir tag (the files the latencies go to) binary [kind: vigild|run]
+    local load="$1" dir="$2" tag="$3" vbin="$4" kind="${5:-vigild}" port err
     err="$work/vigild.err"
-    VIGIL_DEBUG_SIGNAL_LATENCY=1 VIGIL_LOG_LEVEL=notice taskset -c 1 "$vbin" \
-        --listen "127.0.0.1:$port" --state-dir "$dir" >/dev/null 2>"$err" &
-    server_pid=$!
-    wait_for_port "$port" "$server_pid"
-    case "$load" in
-        ping) taskset -c 0 "$bin/vigil-bench" ping --connect "127.0.0.1:$port" --connections 64 --depth 16 --duration 30 --warmup 0 >/dev/null 2>&1 & load_pid=$! ;;
-        turns) taskset -c 0 "$bin/vigil-bench" turns --connect "127.0.0.1:$port" --sessions 64 --duration 30 --warmup 0 >/dev/null 2>&1 & load_pid=$! ;;
-    esac
+    if [ "$kind" = run ]; then
+        VIGIL_DEBUG_SIGNAL_LATENCY=1 VIGIL_LOG_LEVEL=notice taskset -c 1 "$vbin" \
+            run --state-dir "$dir" --stop-timeout 10 -- sleep infinity >/dev/null 2>"$err" &
+        server_pid=$!
+        wait_for_file "$dir/ledger.sock" "$server_pid"
+        case "$load" in
+            ping|turns) taskset -c 0 "$bin/vigil-bench" ledger --connect "unix:$dir/ledger.sock" --clients 64 --duration 30 --warmup 0 >/dev/null 2>&1 & load_pid=$! ;;
+        esac
+    else
+        port=$(free_port)
+        VIGIL_DEBUG_SIGNAL_LATENCY=1 VIGIL_LOG_LEVEL=notice taskset -c 1 "$vbin" \
+            --listen "127.0.0.1:$port" --state-dir "$dir" >/dev/null 2>"$err" &
+        server_pid=$!
+        wait_for_port "$port" "$server_pid"
+        case "$load" in
+            ping) taskset -c 0 "$bin/vigil-bench" ping --connect "127.0.0.1:$port" --connections 64 --depth 16 --duration 30 --warmup 0 >/dev/null 2>&1 & load_pid=$! ;;
+            turns) taskset -c 0 "$bin/vigil-bench" turns --connect "127.0.0.1:$port" --sessions 64 --duration 30 --warmup 0 >/dev/null 2>&1 & load_pid=$! ;;
+        esac
+    fi
     sleep 0.3
     taskset -c 0 "$bin/vigil-bench" signal --pid "$server_pid" --signal TERM --count 1 --interval-ms 0 >/dev/null
     local rc=0 i
@@ -209,10 +252,10 @@ declare -A vis dur lat own
 for load in $loads; do
     for nm in "${names[@]}"; do
         : >"$work/$nm-$load.visible"; : >"$work/$nm-$load.durable"; : >"$work/$nm-$load.latency"; : >"$work/$nm-$load.own"
-        trial idle "$work/state-$nm-$load" warmup "${vigild_of[$nm]}"  # creates the record file (first start); not counted
+        trial idle "$work/state-$nm-$load" warmup "${vigild_of[$nm]}" "${kind_of[$nm]}"  # creates the record file (first start); not counted
     done
     for i in $(seq 1 "$trials"); do
-        for nm in "${names[@]}"; do trial "$load" "$work/state-$nm-$load" "$nm-$load" "${vigild_of[$nm]}"; done
+        for nm in "${names[@]}"; do trial "$load" "$work/state-$nm-$load" "$nm-$load" "${vigild_of[$nm]}" "${kind_of[$nm]}"; done
     done
     for nm in "${names[@]}"; do
         vis[$nm-$load]=$(stats <"$work/$nm-$load.visible")
@@ -240,7 +283,7 @@ paste -d' ' "$work/floor.before" "$work/floor.after" | awk '{
     printf "| %d bytes | %s | %s \\| %s | %s \\| %s | %s \\| %s | %s \\| %s |\n", v["size"], v["cache"], v["pwrite_med_us"], v["pwrite_med_us_2"], v["pwrite_p99_us"], v["pwrite_p99_us_2"], v["durable_med_us"], v["durable_med_us_2"], v["durable_p99_us"], v["durable_p99_us_2"]
 }'
 echo
-echo "vigild, SIGTERM sent → stopping record (vigild's own stamps; $trials starts per condition):"
+echo "vigild$([ -n "$vigil_run" ] && echo " and vigil run (-- sleep infinity)"), SIGTERM sent → stopping record (their own stamps; $trials starts per condition$([ -n "$vigil_run" ] && echo "; vigil run's ping/turns load is vigil-bench ledger --clients 64"), builds alternating):"
 echo
 echo "| build | condition | n | → handler (signalfd read) median µs | p99 µs | → pwrite returned (SIGKILL-safe) median µs | p99 µs | → fdatasync returned (durable) median µs | p99 µs | max µs | handler → durable median µs | p99 µs |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -264,4 +307,20 @@ if [[ " $loads " == *" idle "* ]]; then
         printf "Goal (idle SIGTERM → durable median ≤ 1.3 × the floor'"'"'s 4096-byte pwrite + fdatasync median; first build): %.1f µs / %.1f µs (mean of before %.1f and after %.1f) = %.2f: %s\n", v, f, a, b, v / f, (v / f <= 1.3 ? "met" : "NOT met")
         printf "The record'"'"'s own part (handler'"'"'s signalfd read → durable) / floor: %.1f µs / %.1f µs = %.2f\n", o, f, o / f
     }'
+fi
+if [ -n "$vigil_run" ]; then
+    echo
+    echo "vigil run against ${names[0]} (same run, alternating starts; ratio of medians, and of p99s):"
+    echo
+    echo "| condition | → durable median µs, vigil run / ${names[0]} | ratio | p99 µs | p99 ratio | handler → durable median µs | ratio | goal (median ratio ≤ 1.1) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    for load in $loads; do
+        read -r _ rm rp _ <<<"${dur[vigil-run-$load]}"
+        read -r _ bm bp _ <<<"${dur[${names[0]}-$load]}"
+        read -r _ ro _ _ <<<"${own[vigil-run-$load]}"
+        read -r _ bo _ _ <<<"${own[${names[0]}-$load]}"
+        awk -v l="$load$([ "$load" != idle ] && echo " (vigil run: ledger 64)")" -v rm="$rm" -v bm="$bm" -v rp="$rp" -v bp="$bp" -v ro="$ro" -v bo="$bo" 'BEGIN {
+            printf "| %s | %s / %s | %.2f | %s / %s | %.2f | %s / %s | %.2f | %s |\n", l, rm, bm, rm / bm, rp, bp, rp / bp, ro, bo, ro / bo, (rm / bm <= 1.1 ? "met" : "NOT met")
+        }'
+    done
 fi

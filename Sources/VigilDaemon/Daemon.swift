@@ -177,6 +177,10 @@ public enum Daemon {
         var drainStatus: TimerHandle?
         var handover: RestartIntent?
         stop.onStopping.append { info in
+            if let observe = configuration.onStoppingRecorded {
+                observe(StoppingRecordWrite(signal: info, visibleNs: store.lastWriteVisibleNs, durableNs: store.lastWriteDurableNs,
+                                            durable: stop.recordsDurable))
+            }
             // Is this a restart the fd store survives? Asked before
             // stopAdmitting, so the service keeps (unwatched) what the next
             // instance needs; nothing else runs on the loop meanwhile, so

@@ -33,6 +33,15 @@ public struct DaemonConfiguration: Sendable {
     public var reactorOptions = Reactor.Options()
     /// Where the entry point logs its own steps; the service gets it too.
     public var logger: Logger
+    /// Observes the `stopping` record's write: called in the stop signal's
+    /// handler right after the record was written (and made durable, unless
+    /// ``StoppingRecordWrite/durable`` says otherwise), before anything else
+    /// of the stop — the service's ``DaemonService/stopAdmitting(_:)``
+    /// included. For measurements: vigild and `vigil run` print the signal's
+    /// delay to each stamp with `VIGIL_DEBUG_SIGNAL_LATENCY=1`
+    /// (docs/shutdown.md, "Test hooks"). It runs on the loop and delays the
+    /// drain: keep it short. nil (the default): nothing is called.
+    public var onStoppingRecorded: (@Sendable (StoppingRecordWrite) -> Void)?
 
     /// - Parameters:
     ///   - name: see ``name``.
@@ -45,4 +54,19 @@ public struct DaemonConfiguration: Sendable {
         self.stopBudget = stopBudget
         self.logger = logger
     }
+}
+
+/// The `stopping` record's write, for ``DaemonConfiguration/onStoppingRecorded``.
+public struct StoppingRecordWrite: Sendable {
+    /// The stop signal as the handler read it: its `value` is the sender's
+    /// `sigqueue` payload, its `receivedAtNs` the signalfd read.
+    public let signal: SignalInfo
+    /// CLOCK_MONOTONIC when the record's `pwrite` returned: safe from
+    /// SIGKILL from then on.
+    public let visibleNs: UInt64
+    /// CLOCK_MONOTONIC when its `fdatasync` returned: safe from power loss.
+    public let durableNs: UInt64
+    /// False when the record could not be made durable; the stamps are then
+    /// those of the last write that succeeded (0 when none did).
+    public let durable: Bool
 }

@@ -60,15 +60,6 @@ public final class DaemonContext: @unchecked Sendable {
     /// Whether a service manager listens for notifications (`NOTIFY_SOCKET`).
     public var underServiceManager: Bool { notifier.isEnabled }
 
-    /// CLOCK_MONOTONIC stamps of the last shutdown-record write: when its
-    /// `pwrite` returned (safe from SIGKILL from then on) and when its
-    /// `fdatasync` returned (safe from power loss). In ``DaemonService/stopAdmitting(_:)``
-    /// they belong to the `stopping` record just written; (0, 0) before any.
-    public var lastRecordWrite: (visibleNs: UInt64, durableNs: UInt64) {
-        guard let store else { return (0, 0) }
-        return (store.lastWriteVisibleNs, store.lastWriteDurableNs)
-    }
-
     /// A listening socket the previous instance handed over
     /// (``HandoverService/handOverListeners()``) with exactly this state, now
     /// the caller's; nil when there is none. Take yours in the factory or in

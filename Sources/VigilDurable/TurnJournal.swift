@@ -191,9 +191,14 @@ public final class TurnJournal {
     }
 
     /// Called at the end of every loop iteration: everything queued since
-    /// the last batch goes out as one write + fdatasync.
-    private func submitBatch() {
-        guard !batchInFlight, !queue.isEmpty else { return }
+    /// the last batch goes out as one write + fdatasync. `early`: called by
+    /// the previous batch's completion, before its callbacks run; then a
+    /// batch that needs a new segment is left to the iteration's end (a
+    /// failed rollover fails the batch at once, and its refusals must not
+    /// come before the previous batch's successes). True when submitted.
+    @discardableResult
+    private func submitBatch(early: Bool = false) -> Bool {
+        guard !batchInFlight, !queue.isEmpty else { return false }
         var take = 0, batchBytes = 0
         while take < queue.count {
             let b = JournalFormat.recordHeaderSize + queue[take].record.bodySize
@@ -203,6 +208,8 @@ public final class TurnJournal {
             batchBytes += b
             take += 1
         }
+        let rollsOver = appendOffset > UInt64(JournalFormat.segmentHeaderSize) && appendOffset + UInt64(batchBytes) > options.segmentLimit
+        if early && rollsOver { return false }
         let batch: [Pending]
         if take == queue.count {
             batch = queue
@@ -218,10 +225,10 @@ public final class TurnJournal {
             seq += 1
             JournalFormat.appendFrame(item.record, sequence: seq, to: &bytes)
         }
-        if appendOffset > UInt64(JournalFormat.segmentHeaderSize) && appendOffset + UInt64(bytes.count) > options.segmentLimit {
+        if rollsOver {
             do { try rollOver(firstSequence: durableSequence + 1) } catch {
                 fail(batch, with: classify(error))
-                return
+                return false
             }
         }
         batchInFlight = true
@@ -254,6 +261,15 @@ public final class TurnJournal {
                 self.state.apply(item.record)
             }
             self.durableSequence = s
+            // What queued while this batch was on its way goes to the disk
+            // before this batch's completions run: they answer clients, which
+            // takes the loop a while (with 64 ledger clients: 275 µs after a
+            // 304 µs fdatasync), and the disk would idle meanwhile. Only
+            // where the submission really starts now (io_uring); appends made
+            // by the completions go into the batch after.
+            if !self.queue.isEmpty && self.reactor.canSubmitDiskWorkNow && self.submitBatch(early: true) {
+                self.reactor.submitDiskWorkNow()
+            }
             // Completions after the state is updated, in sequence order.
             var n = s - UInt64(batch.count)
             for item in batch {
@@ -261,8 +277,9 @@ public final class TurnJournal {
                 item.completion(.success(n))
             }
             self.compactIfNeeded()
-            if self.queue.isEmpty { self.notifyIdle() }
+            if self.queue.isEmpty && !self.batchInFlight { self.notifyIdle() }
         }
+        return true
     }
 
     private func classify(_ e: SystemCallError) -> JournalError {

@@ -1,7 +1,8 @@
 // The single-threaded reactor. One thread; epoll_pwait is the only place it
 // blocks. Every iteration (`runOnce`):
 //   1. the disk backend's queued submissions go to the kernel (one
-//      io_uring_enter; the syscall fallback runs them and queues completions);
+//      io_uring_enter; the syscall fallback runs them and queues completions)
+//      — unless a callback sent them earlier with submitDiskWorkNow();
 //   2. epoll_pwait (timeout 0 when jobs are already queued);
 //   3. the signalfd first, if it is ready: signal handlers run to completion
 //      before any other callback or task of the iteration — this is what
@@ -220,6 +221,26 @@ public final class Reactor: @unchecked Sendable {
         sigpending(&pending)
         let firstWord = withUnsafeBytes(of: &pending) { $0.load(as: UInt64.self) }
         return firstWord & handledSignalMask != 0
+    }
+
+    /// Whether ``submitDiskWorkNow()`` would send queued disk operations to
+    /// the kernel now: the io_uring backend (the syscall fallback's flush
+    /// performs them, blocking the loop), and no handled signal pending (its
+    /// handler — a stop signal's record write — comes before queued disk
+    /// work, at the next iteration's start).
+    public var canSubmitDiskWorkNow: Bool {
+        assertOnLoopThread()
+        return disk.kind == .ioUring && !(signalFD >= 0 && handledSignalPending())
+    }
+
+    /// Sends the disk operations queued so far to the kernel now, rather
+    /// than at the start of the next iteration, so the disk works while the
+    /// loop goes on (the journal submits its next group commit before it
+    /// delivers the completions of the one that just ended). Does nothing
+    /// when ``canSubmitDiskWorkNow`` is false.
+    public func submitDiskWorkNow() {
+        guard canSubmitDiskWorkNow else { return }
+        disk.flush()
     }
 
     private func drainSignals() {

@@ -43,9 +43,16 @@ public final class Ledger {
     let logger: Logger
     /// Units open as far as requests go: durable begins and begins on
     /// their way to disk, minus ends on their way. Checked by every request,
-    /// so a begin and its end may be in the same group commit.
-    private var open: [String: Set<String>] = [:]
-    public private(set) var openCount = 0
+    /// so a begin and its end may be in the same group commit. One flat set
+    /// (one hash per request, no per-session set made and dropped as a
+    /// session's units open and close).
+    private var open: Set<OpenUnit> = []
+    public var openCount: Int { open.count }
+
+    private struct OpenUnit: Hashable {
+        let session: String
+        let id: String
+    }
 
     /// Opens (replays) the journal in the state directory and makes this
     /// run's start durable in it. Synchronous: this is start-up.
@@ -87,26 +94,26 @@ public final class Ledger {
     }
 
     public func begin(session: String, id: String, completion: @escaping (Result<Void, LedgerRefusal>) -> Void) {
-        guard open[session]?.contains(id) != true else { return completion(.failure(.alreadyOpen)) }
-        add(session, id)
+        let unit = OpenUnit(session: session, id: id)
+        guard open.insert(unit).inserted else { return completion(.failure(.alreadyOpen)) }
         journal.append(.turnAccepted(session: session, id: id, text: "")) { [unowned self] result in
             switch result {
             case .success: completion(.success(()))
             case .failure(let e):
-                remove(session, id)
+                open.remove(unit)
                 completion(.failure(.notDurable("\(e)")))
             }
         }
     }
 
     public func end(session: String, id: String, completion: @escaping (Result<Void, LedgerRefusal>) -> Void) {
-        guard open[session]?.contains(id) == true else { return completion(.failure(.notOpen)) }
-        remove(session, id)
+        let unit = OpenUnit(session: session, id: id)
+        guard open.remove(unit) != nil else { return completion(.failure(.notOpen)) }
         journal.append(.turnCompleted(session: session, id: id, reply: "")) { [unowned self] result in
             switch result {
             case .success: completion(.success(()))
             case .failure(let e):
-                add(session, id)
+                open.insert(unit)
                 completion(.failure(.notDurable("\(e)")))
             }
         }
@@ -122,16 +129,5 @@ public final class Ledger {
             case .failure(let e): completion(.failure(.notDurable("\(e)")))
             }
         }
-    }
-
-    private func add(_ session: String, _ id: String) {
-        open[session, default: []].insert(id)
-        openCount += 1
-    }
-
-    private func remove(_ session: String, _ id: String) {
-        open[session]?.remove(id)
-        if open[session]?.isEmpty == true { open[session] = nil }
-        openCount -= 1
     }
 }

@@ -121,7 +121,34 @@ public final class LedgerServer: LineHandler {
     /// in order; journal completions come later, on the loop.
     private func complete(_ connection: LineConnection, _ slot: Int, id: String?, _ result: Result<Void, LedgerRefusal>) {
         guard !connection.isClosed, let replies = connection.userData as? Replies, slot >= replies.base, slot < replies.end else { return }
-        var bytes: [UInt8] = []
+        if inHandle {
+            var bytes: [UInt8] = []
+            Self.appendAnswer(result, id: id, to: &bytes)
+            replies.slots[slot - replies.base] = .ready(bytes)
+            return
+        }
+        // A journal completion, on the loop. Usually the answer due next
+        // (one request outstanding): it goes out from a reused buffer,
+        // with whatever was ready behind it, in one write.
+        answer.removeAll(keepingCapacity: true)
+        if slot == replies.head {
+            Self.appendAnswer(result, id: id, to: &answer)
+            replies.slots[slot - replies.base] = .ready([])
+            replies.head += 1
+        } else {
+            var bytes: [UInt8] = []
+            Self.appendAnswer(result, id: id, to: &bytes)
+            replies.slots[slot - replies.base] = .ready(bytes)
+        }
+        flush(connection, into: &answer)
+        if !answer.isEmpty { connection.send(answer) }
+        if connection.inputEnded && replies.head == replies.end { connection.closeAfterWriting() }
+    }
+
+    /// The output of journal completions (reused: no allocation per answer).
+    private var answer: [UInt8] = []
+
+    private static func appendAnswer(_ result: Result<Void, LedgerRefusal>, id: String?, to bytes: inout [UInt8]) {
         switch result {
         case .success:
             JSONWriter.append("{\"op\":\"ok\"", to: &bytes)
@@ -133,12 +160,6 @@ public final class LedgerServer: LineHandler {
         case .failure(let refusal):
             JSONWriter.appendError(code: refusal.code, message: refusal.message, to: &bytes)
         }
-        replies.slots[slot - replies.base] = .ready(bytes)
-        if inHandle { return }
-        var out: [UInt8] = []
-        flush(connection, into: &out)
-        if !out.isEmpty { connection.send(out) }
-        if connection.inputEnded && replies.head == replies.end { connection.closeAfterWriting() }
     }
 
     /// True while `flush(_:into:)` may append to the read callback's output.

@@ -1,7 +1,8 @@
 // Command line of vigil-bench: `ping` (pipelined round trips against a
 // newline-delimited JSON server), `signal` (timestamped sigqueue) and
 // `journal` (the turn journal in-process: durable turns/s, replay speed),
-// the session loads and `killrace` (any daemon's stop sequence against SIGKILL).
+// the session loads, `killrace` (any daemon's stop sequence against SIGKILL)
+// and `ledger`/`fsync-floor` (`vigil run`'s ledger against one fdatasync per record).
 import ArgumentParser
 import Glibc
 import VigilReactor
@@ -19,7 +20,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Load generator for Vigil's benchmarks (docs/benchmarks.md).",
         subcommands: [PingCommand.self, SignalCommand.self, JournalCommand.self,
                       TurnsCommand.self, DrainCommand.self, OpenSessionsCommand.self,
-                      KillraceCommand.self])
+                      KillraceCommand.self, LedgerCommand.self, FsyncFloorCommand.self])
 }
 
 struct PingCommand: ParsableCommand {

@@ -28,7 +28,8 @@ struct RunCommand: ParsableCommand {
             SIGWINCH are forwarded to the program. docs/run.md has the details.
             Environment (used when the flag is absent): VIGIL_STATE_DIR (then systemd's STATE_DIRECTORY), \
             VIGIL_STOP_TIMEOUT (under systemd the unit's TimeoutStopSec wins), VIGIL_STOP_SIGNAL, \
-            VIGIL_STOP_DELAY, VIGIL_READY, VIGIL_READY_TIMEOUT; VIGIL_LOG_LEVEL (trace…critical).
+            VIGIL_STOP_DELAY, VIGIL_READY, VIGIL_READY_TIMEOUT; VIGIL_LOG_LEVEL (trace…critical); \
+            VIGIL_DEBUG_SIGNAL_LATENCY=1 (benchmarks: a stop signal's sigqueue stamp against the stopping record's).
             Exit codes: the program's own when it exits without a stop request (128+N after signal N), \
             0 a requested stop completed, 1 fatal error or a record not durable, 64 bad configuration, \
             69 not ready within --ready-timeout, 71 event loop unavailable, 73 state directory unusable, \
@@ -73,6 +74,9 @@ struct RunCommand: ParsableCommand {
         var daemon = DaemonConfiguration(name: "vigil", stateDirectory: ProcessEnvironment.stateDirectory(stateDir), stopBudget: budget, logger: logger)
         daemon.version = "0.1.0"
         daemon.workUnitName = "unit(s) of work"
+        if ProcessEnvironment.get("VIGIL_DEBUG_SIGNAL_LATENCY") == "1" {
+            daemon.onStoppingRecorded = { SignalLatency.print($0) }
+        }
         let code = Daemon.run(daemon) { context in try SupervisorService(context, configuration: supervisor) }
         if code != 0 { throw ExitCode(code) }
     }

@@ -24,8 +24,8 @@ final class GatewayService: DaemonService {
     /// `vigilctl status` shows the drain).
     private var keep: Set<String> = []
     /// Benchmark hook (docs/benchmarks.md): a sender stamps CLOCK_MONOTONIC
-    /// into the sigqueue payload; vigild prints the delay to the handler
-    /// (and, for stop signals, to the durable stopping record).
+    /// into the sigqueue payload; vigild prints the delay to the handler of
+    /// SIGUSR1 (stop signals: VigildDaemon's onStoppingRecorded).
     private let measureSignals = ProcessEnvironment.get("VIGIL_DEBUG_SIGNAL_LATENCY") == "1"
     /// Test hook (docs/shutdown.md): VIGIL_DEBUG_DRAIN_MS=N makes the drain
     /// hold one unit of work for N ms before the turns' drain, so the budget
@@ -130,13 +130,6 @@ final class GatewayService: DaemonService {
     var workInFlight: Int { gateway.turnsInFlight + debugWork }
 
     func stopAdmitting(_ signal: SignalInfo) {
-        if measureSignals {
-            printSignalLatency(signal)
-            // The record's own stamps: pwrite returned (safe from SIGKILL), fdatasync returned (durable).
-            let write = context.lastRecordWrite
-            printLatency("signal-visible-ns", signal, until: write.visibleNs)
-            printLatency("signal-durable-ns", signal, until: write.durableNs)
-        }
         // A handover keeps our own listeners open, unwatched: clients that
         // connect meanwhile wait in the backlog for the next instance.
         if gateway.handingOver { server.pauseListeners(keeping: keep) } else { server.closeListeners(keeping: keep) }

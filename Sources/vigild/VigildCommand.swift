@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Logging
+import VigilDaemon
 import VigilDurable
 import VigilGateway
 import VigilLifecycle
@@ -135,6 +136,15 @@ extension String {
 /// instruction (0 when the signal carried no timestamp).
 func printSignalLatency(_ info: SignalInfo) {
     printLatency("signal-latency-ns", info, until: info.receivedAtNs)
+}
+
+/// For a stop signal: `signal-latency-ns`, then `signal-visible-ns` (→ the
+/// stopping record's pwrite returned: safe from SIGKILL) and
+/// `signal-durable-ns` (→ its fdatasync returned).
+func printStoppingRecordLatency(_ write: StoppingRecordWrite) {
+    printSignalLatency(write.signal)
+    printLatency("signal-visible-ns", write.signal, until: write.visibleNs)
+    printLatency("signal-durable-ns", write.signal, until: write.durableNs)
 }
 
 func printLatency(_ label: String, _ info: SignalInfo, until end: UInt64) {

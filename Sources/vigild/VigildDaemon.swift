@@ -17,6 +17,11 @@ struct VigildDaemon {
         daemon.version = VigildDefaults.version
         daemon.workUnitName = "turn(s)"
         daemon.reactorOptions.ioUring = VigildDefaults.ioUringMode()
+        // Benchmark hook (docs/shutdown.md, "Test hooks"): the stop signal's
+        // sigqueue stamp against the stopping record's own stamps.
+        if ProcessEnvironment.get("VIGIL_DEBUG_SIGNAL_LATENCY") == "1" {
+            daemon.onStoppingRecorded = { printStoppingRecordLatency($0) }
+        }
         let code = Daemon.run(daemon) { context in try GatewayService(config: config, context: context) }
         if code != DaemonExit.ok { throw ExitCode(code) }
     }

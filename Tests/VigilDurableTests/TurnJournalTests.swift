@@ -131,6 +131,68 @@ final class TurnJournalTests: XCTestCase {
         try closeJournal(j, r, compact: false)
     }
 
+    /// With io_uring, what queued while a batch was in flight is on its way
+    /// to the disk before that batch's completions run (docs/journal.md,
+    /// step 5); completions still come in sequence order, and an append
+    /// made by a completion goes into a later batch. With the syscall
+    /// fallback the next batch waits for the iteration's end, as before.
+    func testTheNextBatchIsSubmittedBeforeTheCompletionsRun() throws {
+        for mode in [IOUringMode.automatic, .disabled] {
+            try? FileManager.default.removeItem(atPath: dir)
+            let r = try reactor(mode)
+            let j = try openJournal(r)
+            var order: [String] = []
+            var inFlightAtFirstCompletion = -1
+            var done = 0
+            j.append(.sessionOpened(session: "a")) { _ in
+                order.append("a")
+                inFlightAtFirstCompletion = r.disk.inFlight
+                j.append(.sessionOpened(session: "c")) { _ in order.append("c"); done += 1 }
+                done += 1
+            }
+            try r.runOnce(timeoutMs: 0)  // "a" submitted at the iteration's end
+            j.append(.sessionOpened(session: "b")) { _ in order.append("b"); done += 1 }
+            let deadline = monotonicNanoseconds() + 10_000_000_000
+            while done < 3 && monotonicNanoseconds() < deadline { try r.runOnce(timeoutMs: 50) }
+            XCTAssertEqual(order, ["a", "b", "c"], "\(mode)")
+            XCTAssertEqual(j.durableSequence, 3)
+            if r.disk.kind == .ioUring {
+                XCTAssertEqual(inFlightAtFirstCompletion, 2, "b's write and fdatasync were in the kernel before a's completion ran")
+                XCTAssertEqual(j.batchesWritten, 3, "c came after b was submitted")
+            } else {
+                XCTAssertEqual(inFlightAtFirstCompletion, 0, "the syscall fallback submits at the iteration's end only")
+                XCTAssertEqual(j.batchesWritten, 2, "b and c in one batch, at the iteration's end")
+            }
+            try closeJournal(j, r, compact: false)
+            r.close()
+        }
+    }
+
+    /// A batch that needs a new segment is not submitted early: a failed
+    /// rollover must not refuse it before the batch that just ended reported.
+    func testABatchThatRollsOverWaitsForTheIterationsEnd() throws {
+        let r = try reactor()
+        var options = TurnJournal.Options()
+        options.segmentLimit = 160
+        let j = try openJournal(r, options: options)
+        var inFlightAtFirstCompletion = -1
+        var results: [Result<UInt64, JournalError>] = []
+        j.append(.sessionOpened(session: String(repeating: "a", count: 100))) {
+            results.append($0)
+            inFlightAtFirstCompletion = r.disk.inFlight
+        }
+        try r.runOnce(timeoutMs: 0)
+        j.append(.sessionOpened(session: String(repeating: "b", count: 100))) { results.append($0) }
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while results.count < 2 && monotonicNanoseconds() < deadline { try r.runOnce(timeoutMs: 50) }
+        XCTAssertEqual(results.map { try? $0.get() }, [1, 2])
+        XCTAssertEqual(inFlightAtFirstCompletion, 0, "the rollover waited for the iteration's end")
+        let segments = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".seg") }
+        XCTAssertEqual(segments.count, 2, "\(segments)")
+        try closeJournal(j, r, compact: false)
+        r.close()
+    }
+
     func testRolloverCompactionAndCleanClose() throws {
         let r = try reactor()
         var options = TurnJournal.Options()

@@ -96,6 +96,43 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(try run.waitForExit(), 0, run.log)
     }
 
+    /// The benchmark's load (`vigil-bench ledger`, docs/benchmarks.md) and
+    /// its floor run against a real ledger, and the load ends every unit
+    /// it began: the stop after it is clean.
+    func testBenchLedgerLoadAndFloor() throws {
+        let bench = VigilRunProcess.binary("vigil-bench")
+        guard FileManager.default.isExecutableFile(atPath: bench) else { throw XCTSkip("vigil-bench is not built at \(bench)") }
+        let dir = try VigilRunProcess.scratch()
+        let run = try VigilRunProcess([], command: ["sleep", "60"], stateDir: dir + "/state")
+        try run.waitUntilStarted()
+        func json(_ args: [String]) throws -> [String: Any] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: bench)
+            p.arguments = args + ["--json"]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "vigil-bench \(args)")
+            return (try JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        }
+        let load = try json(["ledger", "--connect", "unix:" + run.ledgerPath, "--clients", "4", "--duration", "0.3", "--warmup", "0.1",
+                             "--server-pid", "\(run.pid)"])
+        XCTAssertGreaterThan(load["records"] as? Int ?? 0, 0, "\(load)")
+        XCTAssertGreaterThan((load["begin_us"] as? [String: Any])?["samples"] as? Int ?? 0, 0, "\(load)")
+        XCTAssertGreaterThan((load["end_us"] as? [String: Any])?["samples"] as? Int ?? 0, 0, "\(load)")
+        XCTAssertNotNil(load["server_cpu"], "\(load)")
+        let floor = try json(["fsync-floor", "--dir", dir, "--records", "20"])
+        XCTAssertEqual(floor["records"] as? Int, 20, "\(floor)")
+        XCTAssertGreaterThan(floor["records_per_s"] as? Double ?? 0, 0, "\(floor)")
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.hasPrefix("fsync-floor.") }, "the floor's file is removed")
+        run.signal(SIGTERM)
+        XCTAssertEqual(try run.waitForExit(), 0)
+        let record = try VigilRunProcess.lastShutdown(dir + "/state")
+        XCTAssertEqual(record["classification"] as? String, "clean", "\(record)")
+    }
+
     func testAnotherUidIsRefused() throws {
         guard getuid() == 0 else { throw XCTSkip("needs root to connect as another uid") }
         let dir = try VigilRunProcess.scratch()

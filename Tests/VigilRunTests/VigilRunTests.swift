@@ -112,6 +112,37 @@ final class VigilRunTests: XCTestCase {
         XCTAssertTrue(run.log.contains("budget 3900 ms") || run.log.contains("program budget 4100 ms"), run.log)
     }
 
+    /// VIGIL_DEBUG_SIGNAL_LATENCY=1 (docs/shutdown.md, "Test hooks"), as
+    /// vigild's: a SIGTERM carrying a CLOCK_MONOTONIC stamp in its sigqueue
+    /// payload is answered with its delay to the handler, to the stopping
+    /// record's pwrite and to its fdatasync, in that order.
+    func testStopSignalLatencyHook() throws {
+        let dir = try VigilRunProcess.scratch()
+        let run = try VigilRunProcess([], command: ["sleep", "30"], stateDir: dir + "/state",
+                                      environment: ["VIGIL_DEBUG_SIGNAL_LATENCY": "1"])
+        try run.waitUntilStarted()
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let now = UInt(ts.tv_sec) * 1_000_000_000 + UInt(ts.tv_nsec)
+        XCTAssertEqual(sigqueue(run.pid, SIGTERM, sigval(sival_ptr: UnsafeMutableRawPointer(bitPattern: now))), 0)
+        XCTAssertEqual(try run.waitForExit(), 0, run.log)
+        func ns(_ label: String) -> UInt64 {
+            let line = run.log.split(separator: "\n").first { $0.hasPrefix("\(label) SIGTERM ") }
+            return line.flatMap { UInt64($0.split(separator: " ").last!) } ?? 0
+        }
+        let handler = ns("signal-latency-ns"), visible = ns("signal-visible-ns"), durable = ns("signal-durable-ns")
+        XCTAssertGreaterThan(handler, 0, run.log)
+        XCTAssertLessThanOrEqual(handler, visible, run.log)
+        XCTAssertLessThanOrEqual(visible, durable, run.log)
+        XCTAssertLessThan(durable, 10_000_000_000, run.log)
+        // Without the variable, nothing of the kind is printed.
+        let quiet = try VigilRunProcess([], command: ["sleep", "30"], stateDir: dir + "/state2")
+        try quiet.waitUntilStarted()
+        XCTAssertEqual(sigqueue(quiet.pid, SIGTERM, sigval(sival_ptr: UnsafeMutableRawPointer(bitPattern: now))), 0)
+        XCTAssertEqual(try quiet.waitForExit(), 0)
+        XCTAssertFalse(quiet.log.contains("signal-durable-ns"), quiet.log)
+    }
+
     func testStopSignalIsConfigurable() throws {
         let dir = try VigilRunProcess.scratch()
         let prog = try script(dir, "p.sh", "trap 'echo usr2; exit 0' USR2\ntrap '' TERM\nwhile :; do sleep 0.02; done\n")
