@@ -36,8 +36,10 @@ open class LoggedProcess {
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         logPath = base + "/stderr.log"
         outPath = base + "/stdout.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        FileManager.default.createFile(atPath: outPath, contents: nil)
+        guard FileManager.default.createFile(atPath: logPath, contents: nil),
+              FileManager.default.createFile(atPath: outPath, contents: nil) else {
+            throw LoggedProcessError.exited(-1, "cannot create the log files in \(base)")
+        }
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
