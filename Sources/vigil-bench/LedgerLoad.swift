@@ -61,15 +61,8 @@ final class LedgerLoad {
     // Counters
     private var records: UInt64 = 0
     private var startRecords: UInt64 = 0
-    private var startNs: UInt64 = 0
     private var endRecords: UInt64 = 0
-    private var endNs: UInt64 = 0
-    private var startServerCPU: UInt64?
-    private var endServerCPU: UInt64?
-    private var startSystem: SystemCPU?
-    private var endSystem: SystemCPU?
-    private var startClientCPU: UInt64 = 0
-    private var endClientCPU: UInt64 = 0
+    private var window = MeasuredWindow()
     private var failure: BenchError?
     /// The window is over: clients end their open unit and begin no other.
     private var finishing = false
@@ -134,14 +127,10 @@ final class LedgerLoad {
         reactor.schedule(after: .nanoseconds(Int64(config.warmupNs))) { [unowned self] in self.startMeasuring() }
         do { try reactor.run() } catch { throw BenchError("event loop failed: \(error)") }
         if let failure { throw failure }
-        var serverCPU: UInt64?
-        if let a = startServerCPU, let b = endServerCPU { serverCPU = b &- a }
-        var busy: UInt64?, steal: UInt64?
-        if let a = startSystem, let b = endSystem { busy = b.busyNs &- a.busyNs; steal = b.stealNs &- a.stealNs }
-        return Result(records: endRecords &- startRecords, elapsedNs: endNs &- startNs,
+        return Result(records: endRecords &- startRecords, elapsedNs: window.elapsedNs,
                       begin: beginSamples.percentiles(), end: endSamples.percentiles(),
-                      serverCPUNs: serverCPU, clientCPUNs: endClientCPU &- startClientCPU,
-                      systemBusyNs: busy, systemStealNs: steal)
+                      serverCPUNs: window.serverCPUNs, clientCPUNs: window.clientCPUNs,
+                      systemBusyNs: window.systemBusyNs, systemStealNs: window.systemStealNs)
     }
 
     private func openClients() throws(BenchError) {
@@ -161,22 +150,16 @@ final class LedgerLoad {
     }
 
     private func startMeasuring() {
-        if let pid = config.serverPID { startServerCPU = processCPUNanoseconds(pid) }
-        startClientCPU = ownCPUNanoseconds()
-        startSystem = SystemCPU.read()
-        startNs = monotonicNanoseconds()
+        window.start(serverPID: config.serverPID)
         startRecords = records
         recording = true
         reactor.schedule(after: .nanoseconds(Int64(config.durationNs))) { [unowned self] in self.stopMeasuring() }
     }
 
     private func stopMeasuring() {
-        endNs = monotonicNanoseconds()
+        window.stop(serverPID: config.serverPID)
         endRecords = records
         recording = false
-        endClientCPU = ownCPUNanoseconds()
-        endSystem = SystemCPU.read()
-        if let pid = config.serverPID { endServerCPU = processCPUNanoseconds(pid) }
         // Every client's open unit ended (at most one answer away), within 10 s.
         finishing = true
         reactor.schedule(after: .seconds(10)) { [unowned self] in

@@ -57,15 +57,8 @@ final class PingLoad {
     // Counters
     private var replies: UInt64 = 0
     private var startReplies: UInt64 = 0
-    private var startNs: UInt64 = 0
     private var endReplies: UInt64 = 0
-    private var endNs: UInt64 = 0
-    private var startServerCPU: UInt64?
-    private var endServerCPU: UInt64?
-    private var startSystem: SystemCPU?
-    private var endSystem: SystemCPU?
-    private var startClientCPU: UInt64 = 0
-    private var endClientCPU: UInt64 = 0
+    private var window = MeasuredWindow()
     private var verified = false
     private var failure: BenchError?
 
@@ -147,14 +140,10 @@ final class PingLoad {
         }
         if let failure { throw failure }
         try checkReplies()
-        var serverCPU: UInt64?
-        if let a = startServerCPU, let b = endServerCPU { serverCPU = b &- a }
-        var busy: UInt64?, steal: UInt64?
-        if let a = startSystem, let b = endSystem { busy = b.busyNs &- a.busyNs; steal = b.stealNs &- a.stealNs }
         return Result(
-            roundTrips: endReplies &- startReplies, elapsedNs: endNs &- startNs, latency: percentiles(),
-            serverCPUNs: serverCPU, clientCPUNs: endClientCPU &- startClientCPU,
-            systemBusyNs: busy, systemStealNs: steal)
+            roundTrips: endReplies &- startReplies, elapsedNs: window.elapsedNs, latency: percentiles(),
+            serverCPUNs: window.serverCPUNs, clientCPUNs: window.clientCPUNs,
+            systemBusyNs: window.systemBusyNs, systemStealNs: window.systemStealNs)
     }
 
     private func openConnections() throws(BenchError) {
@@ -174,22 +163,16 @@ final class PingLoad {
     }
 
     private func startMeasuring() {
-        if let pid = config.serverPID { startServerCPU = processCPUNanoseconds(pid) }
-        startClientCPU = ownCPUNanoseconds()
-        startSystem = SystemCPU.read()
-        startNs = monotonicNanoseconds()
+        window.start(serverPID: config.serverPID)
         startReplies = replies
         recording = config.measuresLatency
         reactor.schedule(after: .nanoseconds(Int64(config.durationNs))) { [unowned self] in self.stopMeasuring() }
     }
 
     private func stopMeasuring() {
-        endNs = monotonicNanoseconds()
+        window.stop(serverPID: config.serverPID)
         endReplies = replies
         recording = false
-        endClientCPU = ownCPUNanoseconds()
-        endSystem = SystemCPU.read()
-        if let pid = config.serverPID { endServerCPU = processCPUNanoseconds(pid) }
         reactor.stop()
     }
 
@@ -374,53 +357,4 @@ extension PingLoad.Result {
         return busy > ours ? busy - ours : 0
     }
     private func perRoundTrip(_ ns: UInt64) -> Double { roundTrips == 0 ? 0 : Double(ns) / Double(roundTrips) }
-}
-
-/// This process's CPU time (user + system), nanoseconds.
-func ownCPUNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
-
-/// System-wide CPU time from the first line of /proc/stat.
-struct SystemCPU {
-    var busyNs: UInt64
-    var stealNs: UInt64
-
-    /// `cpu user nice system idle iowait irq softirq steal …` (clock ticks).
-    static func read() -> SystemCPU? {
-        guard let text = readSmallFile("/proc/stat") else { return nil }
-        let firstLine = text.prefix { $0 != 0x0A }
-        let fields = firstLine.split(separator: UInt8(ascii: " ")).dropFirst().map { UInt64(String(decoding: $0, as: UTF8.self)) ?? 0 }
-        guard fields.count >= 8 else { return nil }
-        let tick = 1_000_000_000 / UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
-        let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
-        return SystemCPU(busyNs: busy * tick, stealNs: fields[7] * tick)
-    }
-}
-
-/// The first 4 KiB of a /proc file.
-func readSmallFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var buf = [UInt8](repeating: 0, count: 4096)
-    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard n > 0 else { return nil }
-    return Array(buf[0..<n])
-}
-
-/// Another process's CPU time (utime + stime from /proc/PID/stat, in clock
-/// ticks, so 10 ms resolution), nanoseconds; nil when it cannot be read.
-func processCPUNanoseconds(_ pid: Int32) -> UInt64? {
-    guard let buf = readSmallFile("/proc/\(pid)/stat"), let paren = buf.lastIndex(of: UInt8(ascii: ")")) else { return nil }
-    let n = buf.count
-    // After "pid (comm)": field 3 (state) is index 0; utime (14) and stime (15) are 11 and 12.
-    let fields = buf[(paren + 1)..<n].split(separator: UInt8(ascii: " "))
-    guard fields.count > 12,
-          let utime = UInt64(String(decoding: fields[11], as: UTF8.self)),
-          let stime = UInt64(String(decoding: fields[12], as: UTF8.self)) else { return nil }
-    let hz = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
-    return (utime + stime) * (1_000_000_000 / hz)
 }
