@@ -2,6 +2,7 @@
 // as vigilctl reads it (docs/run.md).
 import Foundation
 import Glibc
+import VigilTestSupport
 import XCTest
 
 final class VigilRunTests: XCTestCase {
@@ -121,16 +122,9 @@ final class VigilRunTests: XCTestCase {
         let run = try VigilRunProcess([], command: ["sleep", "30"], stateDir: dir + "/state",
                                       environment: ["VIGIL_DEBUG_SIGNAL_LATENCY": "1"])
         try run.waitUntilStarted()
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        let now = UInt(ts.tv_sec) * 1_000_000_000 + UInt(ts.tv_nsec)
-        XCTAssertEqual(sigqueue(run.pid, SIGTERM, sigval(sival_ptr: UnsafeMutableRawPointer(bitPattern: now))), 0)
+        XCTAssertEqual(run.sendStamped(SIGTERM), 0)
         XCTAssertEqual(try run.waitForExit(), 0, run.log)
-        func ns(_ label: String) -> UInt64 {
-            let line = run.log.split(separator: "\n").first { $0.hasPrefix("\(label) SIGTERM ") }
-            return line.flatMap { UInt64($0.split(separator: " ").last!) } ?? 0
-        }
-        let handler = ns("signal-latency-ns"), visible = ns("signal-visible-ns"), durable = ns("signal-durable-ns")
+        let (handler, visible, durable) = run.stopSignalStamps()
         XCTAssertGreaterThan(handler, 0, run.log)
         XCTAssertLessThanOrEqual(handler, visible, run.log)
         XCTAssertLessThanOrEqual(visible, durable, run.log)
@@ -138,7 +132,7 @@ final class VigilRunTests: XCTestCase {
         // Without the variable, nothing of the kind is printed.
         let quiet = try VigilRunProcess([], command: ["sleep", "30"], stateDir: dir + "/state2")
         try quiet.waitUntilStarted()
-        XCTAssertEqual(sigqueue(quiet.pid, SIGTERM, sigval(sival_ptr: UnsafeMutableRawPointer(bitPattern: now))), 0)
+        XCTAssertEqual(quiet.sendStamped(SIGTERM), 0)
         XCTAssertEqual(try quiet.waitForExit(), 0)
         XCTAssertFalse(quiet.log.contains("signal-durable-ns"), quiet.log)
     }

@@ -94,15 +94,9 @@ final class VigildTests: XCTestCase {
     func testStopSignalLatencyReachesTheRecordStamps() throws {
         let d = try VigildProcess(environment: ["VIGIL_DEBUG_SIGNAL_LATENCY": "1"])
         try d.waitUntilListening()
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        XCTAssertEqual(cvigil_sigqueue_u64(d.pid, SIGTERM, UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)), 0)
+        XCTAssertEqual(d.sendStamped(SIGTERM), 0)
         XCTAssertEqual(try d.waitForExit(), 0)
-        func ns(_ label: String) -> UInt64 {
-            let line = d.log.split(separator: "\n").first { $0.hasPrefix("\(label) SIGTERM ") }
-            return line.flatMap { UInt64($0.split(separator: " ").last!) } ?? 0
-        }
-        let handler = ns("signal-latency-ns"), visible = ns("signal-visible-ns"), durable = ns("signal-durable-ns")
+        let (handler, visible, durable) = d.stopSignalStamps()
         XCTAssertGreaterThan(handler, 0, d.log)
         XCTAssertLessThanOrEqual(handler, visible, d.log)
         XCTAssertLessThanOrEqual(visible, durable, d.log)
