@@ -44,23 +44,12 @@ struct PingCommand: ParsableCommand {
     @Option(help: "Requests kept in flight per connection.")
     var depth: Int = 16
 
-    @Option(help: "Seconds measured (after the warm-up).")
-    var duration: Double = 5
+    @OptionGroup var window: LoadWindowOptions
 
-    @Option(help: "Seconds of load before measuring.")
-    var warmup: Double = 1
-
-    @Option(name: .customLong("server-pid"), help: "Also report this process's CPU time over the measured window (from /proc).")
-    var serverPID: Int32?
-
-    @Flag(help: "Print one JSON object instead of the summary line.")
-    var json = false
 
     func validate() throws {
         guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
         guard depth >= 1, depth <= 4096 else { throw ValidationError("--depth must be from 1 to 4096") }
-        guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
-        guard warmup >= 0, warmup <= 3600 else { throw ValidationError("--warmup must be in [0, 3600] seconds") }
     }
 
     func run() throws {
@@ -70,12 +59,12 @@ struct PingCommand: ParsableCommand {
         }
         let config = PingLoad.Config(
             address: address, connections: connections, depth: depth,
-            warmupNs: seconds(warmup), durationNs: seconds(duration), serverPID: serverPID)
+            warmupNs: seconds(window.warmup), durationNs: seconds(window.duration), serverPID: window.serverPID)
         let result: PingLoad.Result
         do { result = try PingLoad(config).run() } catch {
             fail("\(error)", code: BenchExit.failed)
         }
-        print(json ? result.json(config) : result.summary(config))
+        print(window.json ? result.json(config) : result.summary(config))
     }
 }
 

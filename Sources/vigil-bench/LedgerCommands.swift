@@ -23,25 +23,14 @@ struct LedgerCommand: ParsableCommand {
     @Option(help: "Concurrent clients (one connection each).")
     var clients: Int = 64
 
-    @Option(help: "Seconds measured (after the warm-up).")
-    var duration: Double = 5
-
-    @Option(help: "Seconds of load before measuring.")
-    var warmup: Double = 1
+    @OptionGroup var window: LoadWindowOptions
 
     @Option(help: "Prefix of the session names (distinguishes runs on one state directory).")
     var prefix: String = "b\(getpid())"
 
-    @Option(name: .customLong("server-pid"), help: "Also report this process's CPU time over the measured window (from /proc).")
-    var serverPID: Int32?
-
-    @Flag(help: "Print one JSON object instead of the summary line.")
-    var json = false
 
     func validate() throws {
         guard clients >= 1, clients <= 20_000 else { throw ValidationError("--clients must be 1…20000") }
-        guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
-        guard warmup >= 0, warmup <= 3600 else { throw ValidationError("--warmup must be in [0, 3600] seconds") }
         guard !prefix.isEmpty, prefix.utf8.count <= 900, !prefix.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 }) else {
             throw ValidationError("--prefix must be 1…900 bytes without quotes, backslashes or control characters")
         }
@@ -53,11 +42,11 @@ struct LedgerCommand: ParsableCommand {
         do { address = try SocketAddress(parsing: isPath ? "unix:" + connect : connect) } catch {
             fail("\(error)", code: BenchExit.usage)
         }
-        let config = LedgerLoad.Config(address: address, clients: clients, warmupNs: seconds(warmup),
-                                       durationNs: seconds(duration), prefix: prefix, serverPID: serverPID)
+        let config = LedgerLoad.Config(address: address, clients: clients, warmupNs: seconds(window.warmup),
+                                       durationNs: seconds(window.duration), prefix: prefix, serverPID: window.serverPID)
         let result: LedgerLoad.Result
         do { result = try LedgerLoad(config).run() } catch { fail("\(error)", code: BenchExit.failed) }
-        print(json ? result.json(config) : result.summary(config))
+        print(window.json ? result.json(config) : result.summary(config))
     }
 }
 
